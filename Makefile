@@ -5,6 +5,7 @@
 #   make demo            run the demo scenario
 #   make SANITIZE=1      build with ASan+UBSan (into build-asan/)
 #   make install DESTDIR=... PREFIX=...
+#   make deb             Debian packages into $(BUILD)/deb, checked by lintian
 #
 # User CFLAGS/LDFLAGS/CPPFLAGS are appended to ours, never replace them.
 
@@ -59,7 +60,7 @@ ifeq ($(SANITIZE),1)
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 endif
 
-BASE_CPPFLAGS := -D_GNU_SOURCE -Ilib -I$(BUILD) -I$(BUILD)/bpf
+BASE_CPPFLAGS := -D_GNU_SOURCE -Ilib -I$(BUILD) -I$(BUILD)/bpf -Ibpf -Idaemon -Ictl -Inetlink -Iservices
 BASE_CFLAGS := -std=gnu11 -O2 -g -fPIC $(WARNINGS) $(SAN_FLAGS)
 ALL_CPPFLAGS = $(BASE_CPPFLAGS) $(PKG_CFLAGS) $(CPPFLAGS)
 ALL_CFLAGS = $(BASE_CFLAGS) $(CFLAGS)
@@ -113,10 +114,13 @@ UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz-*.c)
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
 
-.PHONY: all check demo install clean help fuzz bench deps
+.PHONY: all check demo install clean help fuzz bench deps deb programs
 .DEFAULT_GOAL := all
 
 all: $(PROGRAMS) $(STANDALONE_PROGS) $(UNIT_TESTS) $(BPF_OBJS)
+
+# The daemons and rethinkctl: what install installs.
+programs: $(PROGRAMS)
 
 deps:
 	@:
@@ -167,6 +171,9 @@ $(STANDALONE_PROGS): $(BUILD)/%: $(BUILD)/obj/%.o $(ARCHIVES)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(LINK_ARCHIVES) $(PKG_LIBS) -lm
 
+# bench/msg-fanout's MQTT load generator speaks MQTT through libmosquitto.
+$(BUILD)/tests/helpers/msg-mqtt-load: PKG_LIBS += -lmosquitto
+
 $(UNIT_TESTS): $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(ARCHIVES)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(LINK_ARCHIVES) $(PKG_LIBS) $(CUNIT_LIBS) -lm
@@ -212,10 +219,15 @@ demo: all
 bench: all
 	BUILD=$(abspath $(BUILD)) bench/run-all
 
+# Debian packages from a clean copy of the tree, checked by lintian; into
+# $(BUILD)/deb. See packaging/build-deb.
+deb:
+	packaging/build-deb $(abspath $(BUILD))/deb
+
 # --- install ----------------------------------------------------------------------
 # Never strips: debug symbols are the packager's business (dh_strip).
 
-install: all
+install: programs
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR)
 	$(if $(wildcard $(BUILD)/rethinkctl),$(INSTALL) -m 0755 $(BUILD)/rethinkctl $(DESTDIR)$(BINDIR)/)
 	$(if $(wildcard $(BUILD)/rethink-agent),$(INSTALL) -m 0755 $(BUILD)/rethink-agent $(DESTDIR)$(SBINDIR)/)
