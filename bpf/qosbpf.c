@@ -7,6 +7,7 @@
 #include <linux/magic.h>
 #include <linux/pkt_cls.h>
 #include <linux/pkt_sched.h>
+#include <linux/rtnetlink.h>
 #include <netlink/netlink.h>
 #include <netlink/route/classifier.h>
 #include <stdarg.h>
@@ -215,6 +216,81 @@ static int tc_detach_one(int ifindex, enum bpf_tc_attach_point point) {
         return bpf_tc_detach(&hook, &opts);
 }
 
+/* The name libbpf gave the filter at our handle and priority
+ * ("<program>:[<id>]", TCA_BPF_NAME), from an rtnetlink dump of the hook.
+ * Dumps need no privilege, unlike bpf_prog_get_fd_by_id(), which needs
+ * CAP_SYS_ADMIN that the hardened unit does not grant. 1 and the name if
+ * found, 0 if the slot holds no bpf filter. */
+static int tc_filter_name(int ifindex, enum bpf_tc_attach_point point, char *ret_name, size_t size) {
+        uint32_t parent = TC_H_MAKE(TC_H_CLSACT,
+                                    point == BPF_TC_INGRESS ? TC_H_MIN_INGRESS : TC_H_MIN_EGRESS);
+        struct {
+                struct nlmsghdr nh;
+                struct tcmsg tc;
+        } req = {
+                .nh.nlmsg_len = NLMSG_LENGTH(sizeof(struct tcmsg)),
+                .nh.nlmsg_type = RTM_GETTFILTER,
+                .nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP,
+                .nh.nlmsg_seq = 1,
+                .tc.tcm_family = AF_UNSPEC,
+                .tc.tcm_ifindex = ifindex,
+                .tc.tcm_parent = parent,
+        };
+        _cleanup_close_ int fd = -1;
+        _Alignas(struct nlmsghdr) char buf[16384];
+        int found = 0;
+
+        fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+        if (fd < 0)
+                return negative_errno();
+        if (send(fd, &req, req.nh.nlmsg_len, 0) < 0)
+                return negative_errno();
+
+        for (;;) {
+                ssize_t n = recv(fd, buf, sizeof(buf), 0);
+
+                if (n < 0)
+                        return negative_errno();
+                for (struct nlmsghdr *nh = (struct nlmsghdr *) buf; NLMSG_OK(nh, (size_t) n);
+                     nh = NLMSG_NEXT(nh, n)) {
+                        struct tcmsg *tc = NLMSG_DATA(nh);
+                        const char *kind = NULL, *name = NULL;
+                        struct rtattr *opts = NULL;
+                        int len;
+
+                        if (nh->nlmsg_type == NLMSG_DONE)
+                                return found;
+                        if (nh->nlmsg_type == NLMSG_ERROR) {
+                                struct nlmsgerr *e = NLMSG_DATA(nh);
+                                /* No clsact qdisc: nothing can sit in the slot. */
+                                return e->error == -EINVAL || e->error == -ENOENT ? 0 : e->error;
+                        }
+                        if (nh->nlmsg_type != RTM_NEWTFILTER || found ||
+                            tc->tcm_handle != QOSBPF_TC_HANDLE ||
+                            TC_H_MAJ(tc->tcm_info) >> 16 != QOSBPF_TC_PRIORITY)
+                                continue;
+
+                        len = nh->nlmsg_len - NLMSG_LENGTH(sizeof(*tc));
+                        for (struct rtattr *a = (struct rtattr *) ((char *) tc + NLMSG_ALIGN(sizeof(*tc)));
+                             RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+                                if (a->rta_type == TCA_KIND)
+                                        kind = RTA_DATA(a);
+                                else if (a->rta_type == TCA_OPTIONS)
+                                        opts = a;
+                        }
+                        if (!kind || !streq(kind, "bpf") || !opts)
+                                continue;
+
+                        len = RTA_PAYLOAD(opts);
+                        for (struct rtattr *a = RTA_DATA(opts); RTA_OK(a, len); a = RTA_NEXT(a, len))
+                                if (a->rta_type == TCA_BPF_NAME)
+                                        name = RTA_DATA(a);
+                        snprintf(ret_name, size, "%s", strempty(name));
+                        found = 1;
+                }
+        }
+}
+
 /* Which of our programs sits at our handle and priority on this hook:
  * 1 and its id in *ret_id if one of ours (by name), 0 if the slot is empty,
  * -EEXIST if somebody else's filter holds it. */
@@ -222,9 +298,8 @@ static int tc_query_ours(int ifindex, enum bpf_tc_attach_point point, uint32_t *
         LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = point);
         LIBBPF_OPTS(bpf_tc_opts, opts, .handle = QOSBPF_TC_HANDLE, .priority = QOSBPF_TC_PRIORITY);
         const char *want = point == BPF_TC_INGRESS ? QOSBPF_TC_INGRESS_PROG : QOSBPF_TC_EGRESS_PROG;
-        struct bpf_prog_info info = {};
-        uint32_t len = sizeof(info);
-        _cleanup_close_ int fd = -1;
+        char name[BPF_OBJ_NAME_LEN + 32];
+        size_t n = strlen(want);
         int r;
 
         r = bpf_tc_query(&hook, &opts);
@@ -234,13 +309,13 @@ static int tc_query_ours(int ifindex, enum bpf_tc_attach_point point, uint32_t *
         if (r < 0)
                 return r;
 
-        fd = bpf_prog_get_fd_by_id(opts.prog_id);
-        if (fd < 0)
-                return negative_errno();
-        r = bpf_obj_get_info_by_fd(fd, &info, &len);
+        r = tc_filter_name(ifindex, point, name, sizeof(name));
         if (r < 0)
                 return r;
-        if (info.type != BPF_PROG_TYPE_SCHED_CLS || !streq(info.name, want))
+        if (r == 0)
+                return 0;
+        /* libbpf names the filter "<program name>:[<program id>]". */
+        if (strncmp(name, want, n) != 0 || name[n] != ':')
                 return -EEXIST;
 
         if (ret_id)

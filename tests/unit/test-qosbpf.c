@@ -787,6 +787,74 @@ static int drop_bpf_caps(void) {
         return 0;
 }
 
+/* The hardened unit's set: CAP_BPF and CAP_NET_ADMIN, but no
+ * CAP_SYS_ADMIN, so program ids cannot be turned into fds. */
+static int drop_sys_admin(void) {
+        struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+        struct __user_cap_data_struct d[2];
+
+        (void) prctl(PR_CAPBSET_DROP, CAP_SYS_ADMIN, 0, 0, 0);
+        if (syscall(SYS_capget, &h, d) < 0)
+                return -errno;
+        d[CAP_SYS_ADMIN / 32].effective &= ~(1U << (CAP_SYS_ADMIN % 32));
+        d[CAP_SYS_ADMIN / 32].permitted &= ~(1U << (CAP_SYS_ADMIN % 32));
+        if (syscall(SYS_capset, &h, d) < 0)
+                return -errno;
+        return 0;
+}
+
+/* Runs fn in a child that has the unit's capabilities only. */
+static int run_without_sys_admin(int (*fn)(void)) {
+        pid_t pid = fork();
+
+        if (pid < 0)
+                return -errno;
+        if (pid == 0) {
+                if (drop_sys_admin() < 0)
+                        _exit(100);
+                _exit(fn());
+        }
+        return wait_child(pid);
+}
+
+static int attach_and_detach(void) {
+        qosbpf *q = NULL;
+
+        if (qosbpf_new(NULL, &q) < 0)
+                return 1;
+        if (qosbpf_attach_tc(q, our_ifindex) < 0)
+                return 2;
+        if (qosbpf_detach_tc(q, our_ifindex) < 0)
+                return 3;
+        q = qosbpf_free(q);
+        return 0;
+}
+
+static int attach_and_crash(void) {
+        qosbpf *q = NULL;
+
+        if (qosbpf_new(NULL, &q) < 0 || qosbpf_attach_tc(q, our_ifindex) < 0)
+                return 1;
+        return 0;
+}
+
+static int cleanup_stale_expect_two(void) {
+        return qosbpf_cleanup_stale(our_ifindex) == 2 ? 0 : 1;
+}
+
+static void test_tc_without_sys_admin(void) {
+        CU_ASSERT_EQUAL(run_without_sys_admin(attach_and_detach), 0);
+        CU_ASSERT_FALSE(our_filter_shown("ingress"));
+        CU_ASSERT_FALSE(our_filter_shown("egress"));
+
+        CU_ASSERT_EQUAL_FATAL(run_without_sys_admin(attach_and_crash), 0);
+        CU_ASSERT_TRUE(our_filter_shown("ingress"));
+        CU_ASSERT_EQUAL(run_without_sys_admin(cleanup_stale_expect_two), 0);
+        CU_ASSERT_FALSE(our_filter_shown("ingress"));
+        CU_ASSERT_FALSE(our_filter_shown("egress"));
+        (void) run("tc qdisc del dev " OUR_IF " clsact");
+}
+
 static bool is_permission_error(int r) {
         return r == -EPERM || r == -EACCES;
 }
@@ -888,6 +956,7 @@ static CU_TestInfo tests[] = {
         { "tc on an interface that vanishes", test_tc_interface_vanishes },
         { "default cgroup", test_default_cgroup },
         { "sock_ops RTT, retransmits, ring buffer", test_sockops },
+        { "tc with CAP_BPF and CAP_NET_ADMIN only", test_tc_without_sys_admin },
         { "no permission: distinct errors", test_no_permission },
         { "nothing left behind", test_nothing_left },
         CU_TEST_INFO_NULL,
