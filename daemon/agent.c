@@ -15,10 +15,16 @@
 
 #include "agent.h"
 #include "control.h"
+#include "domain-orders.h"
+#include "identity.h"
 #include "log.h"
 #include "netmon.h"
 #include "qos-journal.h"
 #include "qosbpf.h"
+#include "registration-session.h"
+#include "registration.h"
+#include "swmgr-control.h"
+#include "swmgr.h"
 #include "time-util.h"
 
 /* What the agent keeps per watched link besides the QoS state: the
@@ -46,6 +52,11 @@ struct agent {
         qosbpf *bpf;
         char *bpf_reason;
         control_server *control;
+        swmgr *swmgr;
+        identity *identity;
+        registration *registration;
+        reg_session *session;
+        domain_orders *orders;
         qos_machine *qos;
         gates *gates;
 
@@ -488,6 +499,17 @@ static void warn_restart_only(agent *a, const agent_config *n) {
                 log_notice("[BPF] Enable= changed; takes effect after a restart.");
         if (!streq_ptr(config_get_cgroup_path(a->config), config_get_cgroup_path(n)))
                 log_notice("[BPF] CgroupPath= changed; takes effect after a restart.");
+        if (!streq_ptr(config_get_state_directory(a->config), config_get_state_directory(n)))
+                log_notice("[Agent] StateDirectory= changed; takes effect after a restart.");
+        if (!streq_ptr(config_get_trusted_publishers(a->config), config_get_trusted_publishers(n)))
+                log_notice("[Software] TrustedPublishers= changed; takes effect after a restart.");
+        if (!streq_ptr(config_get_domain_url(a->config), config_get_domain_url(n)) ||
+            !streq_ptr(config_get_domain_ca_file(a->config), config_get_domain_ca_file(n)) ||
+            !streq_ptr(config_get_domain_endpoint(a->config), config_get_domain_endpoint(n)) ||
+            !streq_ptr(config_get_domain_name(a->config), config_get_domain_name(n)) ||
+            config_get_domain_lifetime_sec(a->config) != config_get_domain_lifetime_sec(n) ||
+            config_get_domain_retry_max_usec(a->config) != config_get_domain_retry_max_usec(n))
+                log_notice("[Domain] settings changed; they take effect after a restart.");
 }
 
 static void apply_log_level(const agent_config *c) {
@@ -555,6 +577,23 @@ static int on_status(control_request *req, json_t **ret_result, void *userdata) 
                       "interfaces", (json_int_t) agent_count_watched(a));
         if (!o)
                 return -ENOMEM;
+        if (a->registration && a->session) {
+                json_t *reg = registration_status_json(a->registration);
+
+                if (!reg || json_object_set_new(reg, "session", reg_session_status_json(a->session)) < 0 ||
+                    json_object_set_new(o, "registration", reg) < 0) {
+                        json_decref(o);
+                        return -ENOMEM;
+                }
+        } else if (json_object_set_new(o, "registration",
+                                a->registration ? registration_status_json(a->registration)
+                                                : json_pack("{s:s, s:s}", "state", "off", "reason",
+                                                            config_get_domain_url(a->config)
+                                                                    ? "identity or domain set-up failed (see the journal)"
+                                                                    : "no domain configured ([Domain] URL=)")) < 0) {
+                json_decref(o);
+                return -ENOMEM;
+        }
         *ret_result = o;
         return 0;
 }
@@ -707,6 +746,142 @@ static int agent_setup_bpf(agent *a) {
         return 0;
 }
 
+/* Software management is a part of the agent, not a condition for it: the
+ * QoS side keeps running when the state directory cannot be used. */
+static int agent_setup_swmgr(agent *a) {
+        _cleanup_free_ char *error = NULL;
+        const char *dir = config_get_state_directory(a->config);
+        int r;
+
+        agent_set_status(a, "Starting: software manager in %s", dir);
+        /* The domain serves its catalogue's packages: relative package URLs
+         * are resolved against it. */
+        r = swmgr_new(a->event, a->gates,
+                      &(swmgr_options) {
+                              .state_dir = dir,
+                              .catalogue_url = config_get_domain_url(a->config),
+                              .ca_file = config_get_domain_ca_file(a->config),
+                      },
+                      &a->swmgr);
+        if (r < 0) {
+                log_error_errno(r, "Failed to open the software manager's state in %s, software management disabled: %m",
+                                dir);
+                return 0;
+        }
+        r = swmgr_load_trusted_publishers(a->swmgr, config_get_trusted_publishers(a->config), &error);
+        if (r < 0)
+                log_warning_errno(r, "Trusted publishers: %s", error ?: strerror(-r));
+        else
+                log_info("%d trusted package publisher(s) from %s.", r, config_get_trusted_publishers(a->config));
+        r = swmgr_start(a->swmgr);
+        if (r < 0) {
+                log_error_errno(r, "Failed to recover the software components, software management disabled: %m");
+                a->swmgr = swmgr_free(a->swmgr);
+                return 0;
+        }
+        /* Only now: the commands hold the manager as their userdata. */
+        r = swmgr_control_register(a->control, a->swmgr);
+        if (r < 0)
+                return log_error_errno(r, "Failed to register the software management commands: %m");
+        return 0;
+}
+
+/* The domain's orders arrive here and go to the software manager
+ * (daemon/domain-orders.h), when there is one. */
+static void on_domain_message(const rt_message *m, void *userdata) {
+        agent *a = userdata;
+
+        if (a->orders) {
+                domain_orders_handle_message(a->orders, m);
+                return;
+        }
+        log_debug("Message %" PRIu64 " (%s) from %s on the messaging session; software management is off.",
+                  rt_message_get_id(m), rt_message_type_to_string(rt_message_get_type(m)), rt_message_get_from(m));
+}
+
+/* The session needs the device to be known to the domain first. */
+static void on_registration_event(const registration_event *ev, void *userdata) {
+        agent *a = userdata;
+        int r;
+
+        if (!a->session || (ev->type != REGISTRATION_EVENT_REGISTERED && ev->type != REGISTRATION_EVENT_UPDATED))
+                return;
+        r = reg_session_start(a->session);
+        if (r < 0)
+                log_warning_errno(r, "Failed to start the messaging session: %m");
+}
+
+static int agent_setup_session(agent *a) {
+        const char *name = config_get_domain_name(a->config);
+        int r;
+
+        if (!name) {
+                log_info("No [Domain] Name= configured: no messaging session, registration only.");
+                return 0;
+        }
+        r = reg_session_new(a->event, a->identity, a->gates,
+                            &(reg_session_options) {
+                                    .url = config_get_domain_url(a->config),
+                                    .ca_file = config_get_domain_ca_file(a->config),
+                                    .domain_name = name,
+                                    .state_dir = config_get_state_directory(a->config),
+                                    .retry_max_usec = config_get_domain_retry_max_usec(a->config),
+                            },
+                            &a->session);
+        if (r < 0) {
+                log_error_errno(r, "Failed to set up the messaging session, no session: %m");
+                return 0;
+        }
+        if (a->swmgr) {
+                /* Gives the domain's DM server its principal and reports
+                 * every software transition to the domain. */
+                r = domain_orders_new(a->swmgr, a->session, name, &a->orders);
+                if (r < 0)
+                        log_error_errno(r, "Failed to set up the domain's software orders, none taken: %m");
+        }
+        reg_session_set_message_handler(a->session, on_domain_message, a);
+        registration_set_event_handler(a->registration, on_registration_event, a);
+        return 0;
+}
+
+/* Like software management, registration is a part of the agent, not a
+ * condition for it: without it the QoS side still runs (and `status`
+ * says why registration is off). */
+static int agent_setup_registration(agent *a) {
+        const char *url = config_get_domain_url(a->config), *dir = config_get_state_directory(a->config);
+        int r;
+
+        if (!url) {
+                log_info("No domain configured ([Domain] URL=): registration is off.");
+                return 0;
+        }
+        agent_set_status(a, "Starting: device identity in %s", dir);
+        r = identity_load(dir, config_get_domain_endpoint(a->config), &a->identity);
+        if (r < 0) {
+                log_error_errno(r, "Failed to set up the device identity in %s, registration disabled: %m", dir);
+                return 0;
+        }
+        r = registration_new(a->event, a->identity, a->gates,
+                             &(registration_options) {
+                                     .url = url,
+                                     .ca_file = config_get_domain_ca_file(a->config),
+                                     .lifetime_sec = config_get_domain_lifetime_sec(a->config),
+                                     .storage_path = dir,
+                                     .retry_max_usec = config_get_domain_retry_max_usec(a->config),
+                             },
+                             &a->registration);
+        if (r >= 0)
+                r = registration_start(a->registration);
+        if (r < 0) {
+                log_error_errno(r, "Failed to set up registration with %s, registration disabled: %m", url);
+                a->registration = registration_free(a->registration);
+                return 0;
+        }
+        log_info("Device %s (%s) registers with %s.", identity_get_endpoint(a->identity),
+                 identity_get_endpoint_source(a->identity), url);
+        return agent_setup_session(a);
+}
+
 static bool netmon_accept_all(const netmon_link_info *link, void *userdata) {
         /* The agent decides what it watches, so a reload can change it. */
         return true;
@@ -792,6 +967,14 @@ int agent_start(agent *a) {
         if (r < 0)
                 return log_error_errno(r, "Failed to register control commands: %m");
 
+        r = agent_setup_swmgr(a);
+        if (r < 0)
+                return r;
+
+        r = agent_setup_registration(a);
+        if (r < 0)
+                return r;
+
         agent_set_status(a, "Starting: reading links, addresses and routes");
         r = netmon_new(a->event, &a->netmon);
         if (r >= 0)
@@ -820,6 +1003,13 @@ agent *agent_free(agent *a) {
         a->sigint = sd_event_source_disable_unref(a->sigint);
         a->sighup = sd_event_source_disable_unref(a->sighup);
         control_server_free(a->control);
+        /* Before the manager and the session it borrows. */
+        domain_orders_free(a->orders);
+        /* Before the gates: it holds a subscription. */
+        swmgr_free(a->swmgr);
+        reg_session_free(a->session);
+        registration_free(a->registration);
+        identity_free(a->identity);
         netmon_free(a->netmon);
         /* Detaches every tc filter and the sock_ops link. */
         qosbpf_free(a->bpf);
@@ -840,6 +1030,10 @@ sd_event *agent_get_event(agent *a) {
 
 gates *agent_get_gates(agent *a) {
         return a->gates;
+}
+
+swmgr *agent_get_swmgr(agent *a) {
+        return a->swmgr;
 }
 
 const qos_machine *agent_get_qos(agent *a) {

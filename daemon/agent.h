@@ -19,6 +19,7 @@
 #include "gate.h"
 #include "macro.h"
 #include "qos.h"
+#include "swmgr.h"
 
 typedef struct agent agent;
 typedef struct sd_event sd_event;
@@ -37,4 +38,6 @@ int agent_run(agent *a);
 
 sd_event *agent_get_event(agent *a);
 gates *agent_get_gates(agent *a);
+/* NULL when software management could not be set up (logged). */
+swmgr *agent_get_swmgr(agent *a);
 const qos_machine *agent_get_qos(agent *a);

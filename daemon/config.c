@@ -13,8 +13,11 @@
 
 #include "config.h"
 #include "fileio.h"
+#include "identity.h"
 #include "ini.h"
 #include "log.h"
+#include "registration-session.h"
+#include "registration.h"
 
 #define CONFIG_FILE_MAX (1024 * 1024)
 
@@ -25,6 +28,9 @@ typedef enum key_type {
         T_SOCKET,
         T_IFLIST,
         T_PATH,
+        T_URL,          /* optional; registration_url_parse() */
+        T_ENDPOINT,     /* optional; identity_endpoint_is_valid() */
+        T_DOMAIN_NAME,  /* optional; reg_session_domain_name_is_valid() */
 } key_type;
 
 typedef struct config_key {
@@ -66,6 +72,14 @@ struct agent_config {
         bool downloads_on_metered;
         bool bpf;
         char *cgroup_path;
+        char *state_directory;
+        char *trusted_publishers;
+        char *domain_url;
+        char *domain_ca_file;
+        char *domain_endpoint;
+        char *domain_name;
+        unsigned domain_lifetime_sec;
+        unsigned domain_retry_max_sec;
 };
 
 #define F(field) offsetof(struct agent_config, field)
@@ -108,6 +122,22 @@ static const config_key keys[] = {
           "Use eBPF for traffic and TCP statistics (else netlink only)" },
         { "BPF", "CgroupPath", "cgroup-path", T_PATH, F(cgroup_path), 0, 0, "",
           "cgroup v2 directory for sock_ops; empty: the agent's own cgroup" },
+        { "Agent", "StateDirectory", "state-directory", T_PATH, F(state_directory), 0, 0,
+          CONFIG_STATE_DIRECTORY_DEFAULT, "Persistent state (components.db, installed software)" },
+        { "Software", "TrustedPublishers", "trusted-publishers", T_PATH, F(trusted_publishers), 0, 0,
+          CONFIG_TRUSTED_PUBLISHERS_DEFAULT, "Directory of trusted publisher keys (NAME.pem, NAME.pub)" },
+        { "Domain", "URL", "domain-url", T_URL, F(domain_url), 0, 0, "",
+          "The domain to register with, https://IP[:PORT]; empty: no registration" },
+        { "Domain", "Name", "domain-name", T_DOMAIN_NAME, F(domain_name), 0, 0, "",
+          "The domain's name (runtime://NAME/..., IdM audience); empty: no messaging session" },
+        { "Domain", "CAFile", "domain-ca-file", T_PATH, F(domain_ca_file), 0, 0, "",
+          "CA certificate(s) the domain's TLS certificate is verified with" },
+        { "Domain", "Endpoint", "endpoint", T_ENDPOINT, F(domain_endpoint), 0, 0, "",
+          "Endpoint name; empty: the stored or derived one" },
+        { "Domain", "LifetimeSec", "lifetime-sec", T_UINT, F(domain_lifetime_sec), 1, 2592000, "3600",
+          "Registration lifetime asked for, in seconds" },
+        { "Domain", "RetryMaxSec", "retry-max-sec", T_UINT, F(domain_retry_max_sec), 1, 86400, "600",
+          "Longest wait between registration retries, in seconds" },
 };
 
 #define FIELD(c, k, type) ((type *) ((char *) (c) + (k)->offset))
@@ -238,6 +268,35 @@ static int set_key(agent_config *c, const config_key *k, const char *value, char
                 *FIELD(c, k, char *) = s;
                 return 0;
         }
+        case T_URL:
+        case T_ENDPOINT:
+        case T_DOMAIN_NAME: {
+                char *s;
+
+                if (k->type == T_URL && *v) {
+                        registration_url u;
+                        const char *why = NULL;
+
+                        if (registration_url_parse(v, &u, &why) < 0) {
+                                reason = strdup(why ?: "invalid URL");
+                                break;
+                        }
+                }
+                if (k->type == T_DOMAIN_NAME && *v && !reg_session_domain_name_is_valid(v)) {
+                        reason = strdup("expected a lowercase DNS name or IP address");
+                        break;
+                }
+                if (k->type == T_ENDPOINT && *v && !identity_endpoint_is_valid(v)) {
+                        reason = strdup("expected 1-64 characters of [A-Za-z0-9._:-], starting with a letter or digit");
+                        break;
+                }
+                s = *v ? strdup(v) : NULL;
+                if (*v && !s)
+                        return -ENOMEM;
+                free(*FIELD(c, k, char *));
+                *FIELD(c, k, char *) = s;
+                return 0;
+        }
         case T_IFLIST: {
                 char **l = NULL;
 
@@ -256,6 +315,10 @@ static int set_key(agent_config *c, const config_key *k, const char *value, char
                 return -ENOMEM;
         *ret_reason = reason;
         return -EINVAL;
+}
+
+size_t config_n_keys(void) {
+        return ELEMENTSOF(keys);
 }
 
 static const config_key *find_key(const char *section, const char *key) {
@@ -305,6 +368,12 @@ agent_config *config_free(agent_config *c) {
         strv_free(c->watch);
         strv_free(c->metered);
         free(c->cgroup_path);
+        free(c->state_directory);
+        free(c->trusted_publishers);
+        free(c->domain_url);
+        free(c->domain_ca_file);
+        free(c->domain_endpoint);
+        free(c->domain_name);
         free(c);
         return NULL;
 }
@@ -612,6 +681,14 @@ const char *config_get_cgroup_path(const agent_config *c) {
         return c->cgroup_path;
 }
 
+const char *config_get_state_directory(const agent_config *c) {
+        return c->state_directory;
+}
+
+const char *config_get_trusted_publishers(const agent_config *c) {
+        return c->trusted_publishers;
+}
+
 /* mountinfo escapes blanks and backslashes as \ooo. */
 static void unescape_octal(char *s) {
         char *w = s;
@@ -739,4 +816,28 @@ int config_resolve_cgroup(const agent_config *c, char **ret) {
         }
         *ret = TAKE_PTR(path);
         return 0;
+}
+
+const char *config_get_domain_url(const agent_config *c) {
+        return c->domain_url;
+}
+
+const char *config_get_domain_ca_file(const agent_config *c) {
+        return c->domain_ca_file;
+}
+
+const char *config_get_domain_name(const agent_config *c) {
+        return c->domain_name;
+}
+
+const char *config_get_domain_endpoint(const agent_config *c) {
+        return c->domain_endpoint;
+}
+
+unsigned config_get_domain_lifetime_sec(const agent_config *c) {
+        return c->domain_lifetime_sec;
+}
+
+uint64_t config_get_domain_retry_max_usec(const agent_config *c) {
+        return (uint64_t) c->domain_retry_max_sec * 1000000ULL;
 }

@@ -27,6 +27,8 @@
 #define CONFIG_FILE_DEFAULT "/etc/rethink/agent.conf"
 #define CONFIG_CONTROL_SOCKET_DEFAULT "/run/rethink/agent.sock"
 #define CONFIG_CGROUP_ROOT_DEFAULT "/sys/fs/cgroup/unified"
+#define CONFIG_STATE_DIRECTORY_DEFAULT "/var/lib/rethink"
+#define CONFIG_TRUSTED_PUBLISHERS_DEFAULT "/etc/rethink/publishers.d"
 
 typedef struct agent_config agent_config;
 
@@ -56,6 +58,9 @@ int config_load(const agent_config *template, agent_config **ret, char **ret_err
 int config_load_string(const agent_config *template, const char *path, const char *text,
                        agent_config **ret, char **ret_error);
 
+/* How many keys the configuration file knows. */
+size_t config_n_keys(void);
+
 const char *config_get_path(const agent_config *c);
 int config_get_log_level(const agent_config *c);
 const char *config_get_control_socket(const agent_config *c);
@@ -74,6 +79,20 @@ bool config_get_downloads_on_metered(const agent_config *c);
 bool config_get_bpf(const agent_config *c);
 /* NULL: automatic (see config_resolve_cgroup()). */
 const char *config_get_cgroup_path(const agent_config *c);
+/* Software manager: the state directory (components.db, software/) and
+ * the directory of trusted publisher keys. Read at start only. */
+const char *config_get_state_directory(const agent_config *c);
+const char *config_get_trusted_publishers(const agent_config *c);
+/* Registration with the domain ([Domain]); URL NULL: registration is off.
+ * Read at start only. */
+const char *config_get_domain_url(const agent_config *c);
+const char *config_get_domain_ca_file(const agent_config *c);
+/* The domain's name; NULL: no messaging session (registration only). */
+const char *config_get_domain_name(const agent_config *c);
+/* NULL: the stored or derived endpoint name (daemon/identity.h). */
+const char *config_get_domain_endpoint(const agent_config *c);
+unsigned config_get_domain_lifetime_sec(const agent_config *c);
+uint64_t config_get_domain_retry_max_usec(const agent_config *c);
 
 /* The cgroup v2 directory sock_ops attaches to: CgroupPath= when set, else
  * our own cgroup (the "0::" line of /proc/self/cgroup) below the cgroup2

@@ -1,0 +1,477 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* rethinkctl: the command line for people, talking to rethink-agent's
+ * control socket (docs/control.md). */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "agent-client.h"
+#include "ctl-output.h"
+#include "ctlproto.h"
+#include "log.h"
+#include "macro.h"
+
+#ifndef RETHINK_VERSION
+#define RETHINK_VERSION "0.1.0"
+#endif
+
+#define DEFAULT_SOCKET "/run/rethink/agent.sock"
+#define DEFAULT_TIMEOUT_USEC (10ULL * 1000000ULL)
+
+/* Exit codes, documented in --help and docs/control.md. */
+enum {
+        EXIT_OK = 0,
+        EXIT_FAILED = 1, /* error reply, agent unreachable, timeout */
+        EXIT_USAGE = 2,
+};
+
+enum json_mode {
+        JSON_OFF,
+        JSON_SHORT,
+        JSON_PRETTY,
+};
+
+static const char *arg_socket;
+static enum json_mode arg_json = JSON_OFF;
+static uint64_t arg_timeout_usec = DEFAULT_TIMEOUT_USEC;
+
+typedef struct verb {
+        const char *name;
+        unsigned min_args, max_args; /* after the verb itself */
+        int (*run)(int argc, char **argv);
+        const char *args_help;
+        const char *help;
+} verb;
+
+static uint64_t realtime_now_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+}
+
+/* --- talking to the agent ------------------------------------------------------ */
+
+/* Calls command and hands back its result. Every failure is reported here,
+ * so verbs just return EXIT_FAILED. */
+static int call_agent(const char *command, json_t *args, json_t **ret_result) {
+        _cleanup_agent_client_ agent_client *c = NULL;
+        _cleanup_ctl_reply_ ctl_reply *reply = NULL;
+        int r;
+
+        r = agent_client_connect(arg_socket, arg_timeout_usec, &c);
+        if (r == -ENOENT || r == -ECONNREFUSED) {
+                fprintf(stderr, "Failed to connect to %s: %s. Is rethink-agent running?\n", arg_socket,
+                        strerror(-r));
+                return -r;
+        }
+        if (r == -EACCES || r == -EPERM) {
+                fprintf(stderr, "Failed to connect to %s: %s. Are you root or in group \"rethink\"?\n",
+                        arg_socket, strerror(-r));
+                return -r;
+        }
+        if (r == -ETIMEDOUT) {
+                fprintf(stderr, "Failed to connect to %s: the agent did not accept the connection in time.\n",
+                        arg_socket);
+                return -r;
+        }
+        if (r < 0) {
+                fprintf(stderr, "Failed to connect to %s: %s\n", arg_socket, strerror(-r));
+                return -r;
+        }
+
+        r = agent_client_call(c, command, args, arg_timeout_usec, &reply);
+        if (r == -ETIMEDOUT) {
+                fprintf(stderr, "Timed out waiting for rethink-agent to answer \"%s\".\n", command);
+                return -r;
+        }
+        if (r == -ECONNRESET) {
+                fprintf(stderr, "rethink-agent closed the connection before answering \"%s\".\n", command);
+                return -r;
+        }
+        if (r == -EBADMSG) {
+                fprintf(stderr, "rethink-agent sent an invalid reply to \"%s\".\n", command);
+                return -r;
+        }
+        if (r < 0) {
+                fprintf(stderr, "Failed to call \"%s\": %s\n", command, strerror(-r));
+                return -r;
+        }
+        if (!ctl_reply_is_ok(reply)) {
+                fprintf(stderr, "Command \"%s\" failed: %s (error %d)\n", command,
+                        ctl_reply_get_error_description(reply), ctl_reply_get_error_code(reply));
+                return EBADE;
+        }
+
+        *ret_result = json_incref(ctl_reply_get_result(reply));
+        return 0;
+}
+
+static int print_json(json_t *result) {
+        _cleanup_free_ char *s = NULL;
+
+        s = json_dumps(result, arg_json == JSON_PRETTY ? JSON_INDENT(2) : JSON_COMPACT);
+        if (!s) {
+                fprintf(stderr, "Out of memory.\n");
+                return EXIT_FAILED;
+        }
+        puts(s);
+        return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAILED;
+}
+
+/* --- reading results ----------------------------------------------------------- */
+
+/* Accessors that tolerate a missing or mistyped field: an older or newer
+ * agent should still give readable output. */
+static const char *jstr(json_t *o, const char *key) {
+        json_t *v = json_object_get(o, key);
+        return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+static uint64_t juint(json_t *o, const char *key) {
+        json_t *v = json_object_get(o, key);
+        return json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t) json_integer_value(v) : 0;
+}
+
+static int jbool(json_t *o, const char *key) {
+        json_t *v = json_object_get(o, key);
+        return json_is_boolean(v) ? json_is_true(v) : -1;
+}
+
+/* Prints "     Label: value suffix"; control characters in the agent's text
+ * are shown as blanks, so it cannot drive the terminal. */
+static void print_field(const char *label, const char *color, const char *value, const char *suffix) {
+        _cleanup_free_ char *v = strdup(strna(value)), *sfx = strdup(suffix ?: "");
+
+        if (!v || !sfx)
+                return;
+        for (char *q = v; *q; q++)
+                if ((unsigned char) *q < 0x20 || *q == 0x7f)
+                        *q = ' ';
+        for (char *q = sfx; *q; q++)
+                if ((unsigned char) *q < 0x20 || *q == 0x7f)
+                        *q = ' ';
+        printf("%14s: %s%s%s%s\n", label, color ?: "", v, color && *color ? color_reset() : "", sfx);
+}
+
+/* "online since Sat 2026-11-21 23:35:23 UTC; 3min ago" */
+static void print_state_line(const char *label, const char *state, uint64_t since_usec) {
+        char ts[FORMAT_TIMESTAMP_MAX], rel[FORMAT_TIMESPAN_MAX + 8], suffix[160] = "";
+
+        if (since_usec > 0)
+                snprintf(suffix, sizeof(suffix), " since %s; %s", format_timestamp(ts, sizeof(ts), since_usec),
+                         format_relative(rel, sizeof(rel), since_usec, realtime_now_usec()));
+        print_field(label, state_color(state), state, suffix);
+}
+
+static void print_gate(const char *label, json_t *gate) {
+        int open = jbool(gate, "open");
+        const char *reason = jstr(gate, "reason");
+        char suffix[600] = "";
+
+        if (reason && *reason)
+                snprintf(suffix, sizeof(suffix), " (%s)", reason);
+        print_field(label, open < 0 ? "" : good_color(open), open < 0 ? "n/a" : open ? "open" : "closed",
+                    suffix);
+}
+
+/* --- verbs ------------------------------------------------------------------------ */
+
+static int verb_status(int argc, char **argv) {
+        json_auto_t *result = NULL;
+        char span[FORMAT_TIMESPAN_MAX], pid[32], n[32], suffix[600] = "";
+        const char *bpf, *bpf_reason, *status_text;
+
+        if (call_agent("status", NULL, &result) != 0)
+                return EXIT_FAILED;
+        if (arg_json != JSON_OFF)
+                return print_json(result);
+
+        bpf = jstr(result, "bpf");
+        bpf_reason = jstr(result, "bpf_reason");
+        status_text = jstr(result, "status_text");
+        snprintf(pid, sizeof(pid), "%" PRIu64, juint(result, "pid"));
+        snprintf(n, sizeof(n), "%" PRIu64, juint(result, "interfaces"));
+        if (bpf_reason && *bpf_reason)
+                snprintf(suffix, sizeof(suffix), " (%s)", bpf_reason);
+
+        print_field("QoS", state_color(jstr(result, "qos")), jstr(result, "qos"), NULL);
+        print_field("BPF", bpf && streq(bpf, "enabled") ? good_color(true) : state_color("degraded"), bpf,
+                    suffix);
+        print_field("Status", NULL, status_text && *status_text ? status_text : NULL, NULL);
+        print_field("Version", NULL, jstr(result, "version"), NULL);
+        print_field("PID", NULL, pid, NULL);
+        print_field("Uptime", NULL, format_timespan(span, sizeof(span), juint(result, "uptime_usec") / 1000000ULL * 1000000ULL), NULL);
+        print_field("Interfaces", NULL, n, NULL);
+        return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAILED;
+}
+
+static int add_interface_row(table *t, json_t *l, uint64_t now) {
+        char rel[FORMAT_TIMESPAN_MAX + 8], rtt[FORMAT_TIMESPAN_MAX], loss[16], rx[FORMAT_RATE_MAX],
+                tx[FORMAT_RATE_MAX];
+        _cleanup_free_ char *addrs = NULL, *link = NULL;
+        const char *state = jstr(l, "state"), *oper = jstr(l, "oper_state");
+        json_t *a, *v;
+        size_t i, n = 0;
+        int r = 0, carrier = jbool(l, "carrier");
+
+        /* "up", "down (no carrier)", "up, default route" */
+        if (asprintf(&link, "%s%s%s%s", strna(oper), carrier == 0 ? ", no carrier" : "",
+                     jbool(l, "default_route") == 1 ? ", default" : "", jbool(l, "metered") == 1 ? ", metered" : "") < 0)
+                return -ENOMEM;
+
+        a = json_object_get(l, "addresses");
+        json_array_foreach(a, i, v) {
+                char *p;
+
+                if (!json_is_string(v))
+                        continue;
+                p = realloc(addrs, n + json_string_length(v) + 2);
+                if (!p)
+                        return -ENOMEM;
+                addrs = p;
+                n += (size_t) sprintf(addrs + n, "%s%s", n ? " " : "", json_string_value(v));
+        }
+
+        if (juint(l, "rtt_us") > 0)
+                format_timespan(rtt, sizeof(rtt), juint(l, "rtt_us"));
+        else
+                snprintf(rtt, sizeof(rtt), "-");
+
+        r = r ?: table_add_cell(t, jstr(l, "name"), NULL);
+        r = r ?: table_add_cell(t, state, state_color(state));
+        r = r ?: table_add_cell(t, format_relative(rel, sizeof(rel), juint(l, "since_usec"), now), NULL);
+        r = r ?: table_add_cell(t, link, NULL);
+        r = r ?: table_add_cell(t, rtt, NULL);
+        r = r ?: table_add_cell(t, format_per_mille(loss, sizeof(loss), juint(l, "retrans_per_mille")), NULL);
+        r = r ?: table_add_cell(t, format_rate(rx, sizeof(rx), juint(l, "rx_bps")), NULL);
+        r = r ?: table_add_cell(t, format_rate(tx, sizeof(tx), juint(l, "tx_bps")), NULL);
+        r = r ?: table_add_cell(t, addrs ?: "-", NULL);
+        r = r ?: table_add_cell(t, jstr(l, "reason"), NULL);
+        return r;
+}
+
+static int verb_qos(int argc, char **argv) {
+        static const char *const headers[] = {
+                "INTERFACE", "STATE", "SINCE", "LINK", "RTT", "RETRANS", "RX", "TX", "ADDRESSES", "REASON",
+        };
+        json_auto_t *result = NULL;
+        _cleanup_table_ table *t = NULL;
+        json_t *overall, *bpf, *gates, *primary, *interfaces, *l;
+        char suffix[600] = "", prim[300];
+        uint64_t now = realtime_now_usec();
+        const char *reason;
+        size_t i;
+        int enabled, r = 0;
+
+        if (call_agent("qos", NULL, &result) != 0)
+                return EXIT_FAILED;
+        if (arg_json != JSON_OFF)
+                return print_json(result);
+
+        overall = json_object_get(result, "overall");
+        bpf = json_object_get(result, "bpf");
+        gates = json_object_get(result, "gates");
+        primary = json_object_get(result, "primary");
+        interfaces = json_object_get(result, "interfaces");
+
+        print_state_line("State", jstr(overall, "state"), juint(overall, "since_usec"));
+        reason = jstr(overall, "reason");
+        if (reason && *reason)
+                print_field("Reason", NULL, reason, NULL);
+
+        enabled = jbool(bpf, "enabled");
+        reason = jstr(bpf, "reason");
+        if (reason && *reason)
+                snprintf(suffix, sizeof(suffix), " (%s)", reason);
+        print_field("BPF", enabled == 1 ? good_color(true) : state_color("degraded"),
+                    enabled == 1 ? "enabled" : enabled == 0 ? "netlink-only" : NULL, suffix);
+
+        print_gate("Downloads", json_object_get(gates, "downloads"));
+        print_gate("Registration", json_object_get(gates, "registration"));
+
+        if (jstr(primary, "interface")) {
+                if (jstr(primary, "address"))
+                        snprintf(prim, sizeof(prim), "%s (%s)", jstr(primary, "interface"), jstr(primary, "address"));
+                else
+                        snprintf(prim, sizeof(prim), "%s", jstr(primary, "interface"));
+                print_field("Primary", NULL, prim, NULL);
+        } else
+                print_field("Primary", NULL, "none", NULL);
+
+        if (json_array_size(interfaces) == 0) {
+                printf("\nNo interfaces watched.\n");
+                return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAILED;
+        }
+
+        t = table_new(ELEMENTSOF(headers));
+        if (!t)
+                return EXIT_FAILED;
+        for (i = 0; i < ELEMENTSOF(headers) && r == 0; i++)
+                r = table_add_cell(t, headers[i], NULL);
+        json_array_foreach(interfaces, i, l)
+                if (r == 0 && json_is_object(l))
+                        r = add_interface_row(t, l, now);
+        if (r < 0) {
+                fprintf(stderr, "Out of memory.\n");
+                return EXIT_FAILED;
+        }
+        putchar('\n');
+        if (table_print(t, stdout) < 0 || fflush(stdout) != 0)
+                return EXIT_FAILED;
+        return EXIT_OK;
+}
+
+/* Later verbs (components, accept, reject, load-hyperty, load-protostub,
+ * uninstall, user, domain init) go here. */
+static const verb verbs[] = {
+        { "status", 0, 0, verb_status, "", "Show the agent's state" },
+        { "qos", 0, 0, verb_qos, "", "Show connectivity, QoS state, gates and interfaces" },
+};
+
+/* --- command line ------------------------------------------------------------------ */
+
+static void help(void) {
+        printf("%s [OPTIONS...] COMMAND ...\n\n"
+               "Control rethink-agent, the reTHINK runtime user agent.\n\n"
+               "Commands:\n",
+               program_invocation_short_name);
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                printf("  %-10s %-10s %s\n", verbs[i].name, verbs[i].args_help, verbs[i].help);
+        printf("\nOptions:\n"
+               "  -h --help              Show this help\n"
+               "     --version           Show the version\n"
+               "     --socket=PATH       The agent's control socket (default: $RETHINK_AGENT_SOCKET,\n"
+               "                         else " DEFAULT_SOCKET ")\n"
+               "     --json[=MODE]       Print the agent's result as JSON: short (one line, the\n"
+               "                         default) or pretty (indented)\n"
+               "     --timeout=SEC       Give up after SEC seconds (default: 10)\n"
+               "\nExit status: 0 success, 1 failure (agent unreachable, error reply, timeout),\n"
+               "2 wrong usage.\n");
+}
+
+/* Seconds, possibly with a fraction: "10", "0.5". */
+static int parse_timeout(const char *s, uint64_t *ret) {
+        char *end;
+        double d;
+
+        errno = 0;
+        d = strtod(s, &end);
+        if (errno != 0 || end == s || *end != '\0' || !isfinite(d) || d <= 0 || d > 86400.0)
+                return -EINVAL;
+        *ret = (uint64_t) (d * 1e6);
+        if (*ret == 0)
+                *ret = 1;
+        return 0;
+}
+
+static int parse_argv(int argc, char **argv) {
+        enum {
+                ARG_VERSION = 0x100,
+                ARG_SOCKET,
+                ARG_JSON,
+                ARG_TIMEOUT,
+        };
+        static const struct option options[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, ARG_VERSION },
+                { "socket", required_argument, NULL, ARG_SOCKET },
+                { "json", optional_argument, NULL, ARG_JSON },
+                { "timeout", required_argument, NULL, ARG_TIMEOUT },
+                {},
+        };
+        int c;
+
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        help();
+                        return 0;
+                case ARG_VERSION:
+                        printf("rethinkctl %s\n", RETHINK_VERSION);
+                        return 0;
+                case ARG_SOCKET:
+                        if (optarg[0] != '/') {
+                                fprintf(stderr, "--socket= needs an absolute path: %s\n", optarg);
+                                return -EINVAL;
+                        }
+                        arg_socket = optarg;
+                        break;
+                case ARG_JSON:
+                        if (!optarg || streq(optarg, "short"))
+                                arg_json = JSON_SHORT;
+                        else if (streq(optarg, "pretty"))
+                                arg_json = JSON_PRETTY;
+                        else {
+                                fprintf(stderr, "Unknown --json= mode \"%s\"; use short or pretty.\n", optarg);
+                                return -EINVAL;
+                        }
+                        break;
+                case ARG_TIMEOUT:
+                        if (parse_timeout(optarg, &arg_timeout_usec) < 0) {
+                                fprintf(stderr, "Invalid --timeout= \"%s\": expected seconds, e.g. 10 or 0.5.\n",
+                                        optarg);
+                                return -EINVAL;
+                        }
+                        break;
+                case '?':
+                        if (optopt > 0 && optopt < 0x80)
+                                fprintf(stderr, "Unknown option -%c or missing argument. See --help.\n", optopt);
+                        else
+                                fprintf(stderr, "Unknown option %s or missing argument. See --help.\n",
+                                        argv[optind - 1]);
+                        return -EINVAL;
+                default:
+                        return -EINVAL;
+                }
+        return 1;
+}
+
+int main(int argc, char **argv) {
+        const verb *v = NULL;
+        const char *name;
+        unsigned n_args;
+        int r;
+
+        log_open();
+        r = parse_argv(argc, argv);
+        if (r <= 0)
+                return r < 0 ? EXIT_USAGE : EXIT_OK;
+
+        if (!arg_socket)
+                arg_socket = getenv("RETHINK_AGENT_SOCKET") ?: DEFAULT_SOCKET;
+        if (arg_socket[0] != '/') {
+                fprintf(stderr, "$RETHINK_AGENT_SOCKET needs an absolute path: %s\n", arg_socket);
+                return EXIT_USAGE;
+        }
+
+        if (optind >= argc) {
+                fprintf(stderr, "No command given. See --help.\n");
+                return EXIT_USAGE;
+        }
+        name = argv[optind];
+        for (size_t i = 0; i < ELEMENTSOF(verbs) && !v; i++)
+                if (streq(verbs[i].name, name))
+                        v = verbs + i;
+        if (!v) {
+                fprintf(stderr, "Unknown command \"%s\". See --help.\n", name);
+                return EXIT_USAGE;
+        }
+        n_args = (unsigned) (argc - optind - 1);
+        if (n_args < v->min_args || n_args > v->max_args) {
+                fprintf(stderr, "Command \"%s\" takes %s%u argument%s. See --help.\n", name,
+                        v->min_args == v->max_args ? "" : n_args < v->min_args ? "at least " : "at most ",
+                        n_args < v->min_args ? v->min_args : v->max_args,
+                        (n_args < v->min_args ? v->min_args : v->max_args) == 1 ? "" : "s");
+                return EXIT_USAGE;
+        }
+
+        return v->run(argc - optind, argv + optind);
+}
