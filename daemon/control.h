@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* Control socket of rethink-agent (PLACEHOLDER_SCHEMA: this is the contract
- * the daemon's `status`/`qos` commands and rethinkctl implement; see
- * docs/control.md for the full result schemas).
+/* Control socket of rethink-agent: the contract the daemon's commands and
+ * rethinkctl implement; docs/control.md has the full result schemas, the
+ * limits and the error codes.
  *
  * AF_UNIX SOCK_STREAM, default /run/rethink/agent.sock, mode 0660, group
  * "rethink" when it exists. One JSON object per line:
