@@ -18,7 +18,7 @@
 #include "macro.h"
 
 #ifndef RETHINK_VERSION
-#define RETHINK_VERSION "0.1.0"
+#include "version.h"
 #endif
 
 #define DEFAULT_SOCKET "/run/rethink/agent.sock"

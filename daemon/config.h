@@ -21,7 +21,7 @@
 #include "qos.h"
 
 #ifndef RETHINK_VERSION
-#define RETHINK_VERSION "0.1.0"
+#include "version.h"
 #endif
 
 #define CONFIG_FILE_DEFAULT "/etc/rethink/agent.conf"
