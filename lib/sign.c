@@ -11,31 +11,13 @@
 #include "encoding.h"
 #include "fileio.h"
 #include "log.h"
+#include "pem.h"
 #include "sign.h"
-
-/* A PEM private key is a few hundred bytes; anything much larger is not one. */
-#define PEM_MAX_SIZE (64 * 1024)
 
 struct sign_key {
         EVP_PKEY *pkey;
         bool has_private;
 };
-
-DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_PKEY *, EVP_PKEY_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_MD_CTX *, EVP_MD_CTX_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(BIO *, BIO_free);
-
-/* Leaves no stale entries in OpenSSL's per-thread error queue, where TLS
- * code would later mistake them for its own. */
-static int openssl_fail(int r, const char *what) {
-        unsigned long e = ERR_peek_last_error();
-        char buf[256];
-
-        ERR_error_string_n(e, buf, sizeof(buf));
-        log_debug("%s failed: %s", what, e ? buf : "no OpenSSL error");
-        ERR_clear_error();
-        return r;
-}
 
 static int sign_key_wrap(EVP_PKEY **pkey, bool has_private, sign_key **ret) {
         sign_key *k;
@@ -68,7 +50,7 @@ int sign_key_generate(sign_key **ret) {
                 return -EINVAL;
         pkey = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
         if (!pkey)
-                return openssl_fail(-EIO, "Ed25519 key generation");
+                return openssl_error(-EIO, "Ed25519 key generation");
         return sign_key_wrap(&pkey, true, ret);
 }
 
@@ -79,7 +61,7 @@ int sign_key_from_seed(const uint8_t seed[static SIGN_SEED_SIZE], sign_key **ret
                 return -EINVAL;
         pkey = EVP_PKEY_new_raw_private_key_ex(NULL, "ED25519", NULL, seed, SIGN_SEED_SIZE);
         if (!pkey)
-                return openssl_fail(-EINVAL, "Ed25519 private key import");
+                return openssl_error(-EINVAL, "Ed25519 private key import");
         return sign_key_wrap(&pkey, true, ret);
 }
 
@@ -91,71 +73,36 @@ EVP_PKEY *sign_key_get_pkey(const sign_key *k) {
         return k ? k->pkey : NULL;
 }
 
-/* Never prompts on a terminal for the passphrase of an encrypted key: a
- * daemon has no one to ask. */
-static int no_passphrase(char *buf, int size, int rwflag, void *u) {
-        return -1;
-}
-
 int sign_key_from_private_pem(const char *pem, size_t len, sign_key **ret) {
         _cleanup_(EVP_PKEY_freep) EVP_PKEY *pkey = NULL;
-        _cleanup_(BIO_freep) BIO *bio = NULL;
+        int r;
 
-        if (!pem || !ret)
+        if (!ret)
                 return -EINVAL;
-        if (len == SIZE_MAX)
-                len = strlen(pem);
-        if (len > PEM_MAX_SIZE)
-                return -EBADMSG;
-
-        bio = BIO_new_mem_buf(pem, (int) len);
-        if (!bio)
-                return -ENOMEM;
-        pkey = PEM_read_bio_PrivateKey_ex(bio, NULL, no_passphrase, NULL, NULL, NULL);
-        if (!pkey)
-                return openssl_fail(-EBADMSG, "Reading PEM private key");
+        r = pem_read_private_key(pem, len, &pkey);
+        if (r < 0)
+                return r;
         return sign_key_wrap(&pkey, true, ret);
 }
 
 int sign_key_load_private_pem(const char *path, sign_key **ret) {
-        _cleanup_free_ char *pem = NULL;
-        size_t n = 0;
+        _cleanup_(EVP_PKEY_freep) EVP_PKEY *pkey = NULL;
         int r;
 
-        if (!path || !ret)
+        if (!ret)
                 return -EINVAL;
-        r = read_full_file_secure(path, PEM_MAX_SIZE, &pem, &n);
-        if (r == -EFBIG)
-                return -EBADMSG;
+        r = pem_load_private_key(path, &pkey);
         if (r < 0)
                 return r;
-        r = sign_key_from_private_pem(pem, n, ret);
-        explicit_bzero_safe(pem, n);
-        return r;
+        return sign_key_wrap(&pkey, true, ret);
 }
 
 int sign_key_save_private_pem(const sign_key *k, const char *path) {
-        _cleanup_(BIO_freep) BIO *bio = NULL;
-        char *data;
-        long n;
-
         if (!k || !path)
                 return -EINVAL;
         if (!k->has_private)
                 return -ENOKEY;
-
-        /* A secure-memory BIO is cleansed when freed. */
-        bio = BIO_new(BIO_s_secmem());
-        if (!bio)
-                return -ENOMEM;
-        /* Without a cipher this writes unencrypted PKCS#8 ("PRIVATE KEY"). */
-        if (PEM_write_bio_PrivateKey(bio, k->pkey, NULL, NULL, 0, NULL, NULL) != 1)
-                return openssl_fail(-EIO, "Writing PEM private key");
-        n = BIO_get_mem_data(bio, &data);
-        if (n <= 0)
-                return openssl_fail(-EIO, "Writing PEM private key");
-
-        return write_file_atomic(path, data, (size_t) n, 0600);
+        return pem_save_private_key(k->pkey, path);
 }
 
 int sign_key_get_public_raw(const sign_key *k, uint8_t ret[static SIGN_PUBLIC_KEY_SIZE]) {
@@ -165,7 +112,7 @@ int sign_key_get_public_raw(const sign_key *k, uint8_t ret[static SIGN_PUBLIC_KE
         if (!k || !ret)
                 return -EINVAL;
         if (EVP_PKEY_get_raw_public_key(k->pkey, buf, &n) != 1 || n != sizeof(buf))
-                return openssl_fail(-EIO, "Exporting Ed25519 public key");
+                return openssl_error(-EIO, "Exporting Ed25519 public key");
         memcpy(ret, buf, sizeof(buf));
         return 0;
 }
@@ -177,7 +124,7 @@ int sign_key_from_public_raw(const void *p, size_t n, sign_key **ret) {
                 return -EINVAL;
         pkey = EVP_PKEY_new_raw_public_key_ex(NULL, "ED25519", NULL, p, n);
         if (!pkey)
-                return openssl_fail(-EINVAL, "Ed25519 public key import");
+                return openssl_error(-EINVAL, "Ed25519 public key import");
         return sign_key_wrap(&pkey, false, ret);
 }
 
@@ -206,43 +153,20 @@ int sign_key_from_public_base64url(const char *s, sign_key **ret) {
 }
 
 int sign_key_get_public_pem(const sign_key *k, char **ret) {
-        _cleanup_(BIO_freep) BIO *bio = NULL;
-        char *data, *s;
-        long n;
-
-        if (!k || !ret)
+        if (!k)
                 return -EINVAL;
-        bio = BIO_new(BIO_s_mem());
-        if (!bio)
-                return -ENOMEM;
-        if (PEM_write_bio_PUBKEY(bio, k->pkey) != 1)
-                return openssl_fail(-EIO, "Writing PEM public key");
-        n = BIO_get_mem_data(bio, &data);
-        if (n <= 0)
-                return openssl_fail(-EIO, "Writing PEM public key");
-        s = strndup(data, (size_t) n);
-        if (!s)
-                return -ENOMEM;
-        *ret = s;
-        return 0;
+        return pem_write_public_key(k->pkey, ret);
 }
 
 int sign_key_from_public_pem(const char *pem, size_t len, sign_key **ret) {
         _cleanup_(EVP_PKEY_freep) EVP_PKEY *pkey = NULL;
-        _cleanup_(BIO_freep) BIO *bio = NULL;
+        int r;
 
-        if (!pem || !ret)
+        if (!ret)
                 return -EINVAL;
-        if (len == SIZE_MAX)
-                len = strlen(pem);
-        if (len > PEM_MAX_SIZE)
-                return -EBADMSG;
-        bio = BIO_new_mem_buf(pem, (int) len);
-        if (!bio)
-                return -ENOMEM;
-        pkey = PEM_read_bio_PUBKEY_ex(bio, NULL, no_passphrase, NULL, NULL, NULL);
-        if (!pkey)
-                return openssl_fail(-EBADMSG, "Reading PEM public key");
+        r = pem_read_public_key(pem, len, &pkey);
+        if (r < 0)
+                return r;
         return sign_key_wrap(&pkey, false, ret);
 }
 
@@ -267,10 +191,10 @@ int sign_buffer(const sign_key *k, const void *p, size_t n, uint8_t ret[static S
                 return -ENOMEM;
         /* Ed25519 takes no digest: it hashes internally, in one shot. */
         if (EVP_DigestSignInit_ex(ctx, NULL, NULL, NULL, NULL, k->pkey, NULL) != 1)
-                return openssl_fail(-EIO, "Ed25519 sign init");
+                return openssl_error(-EIO, "Ed25519 sign init");
         if (EVP_DigestSign(ctx, sig, &siglen, p ?: (const void *) "", n) != 1 ||
             siglen != sizeof(sig))
-                return openssl_fail(-EIO, "Ed25519 sign");
+                return openssl_error(-EIO, "Ed25519 sign");
         memcpy(ret, sig, sizeof(sig));
         return 0;
 }
@@ -287,11 +211,11 @@ int verify_buffer(const sign_key *k, const void *p, size_t n, const void *sig, s
         if (!ctx)
                 return -ENOMEM;
         if (EVP_DigestVerifyInit_ex(ctx, NULL, NULL, NULL, NULL, k->pkey, NULL) != 1)
-                return openssl_fail(-EIO, "Ed25519 verify init");
+                return openssl_error(-EIO, "Ed25519 verify init");
         /* Both 0 (mismatch) and <0 (e.g. a non-canonical S) mean the
          * signature is not valid for this message and key. */
         if (EVP_DigestVerify(ctx, sig, sig_len, p ?: (const void *) "", n) != 1)
-                return openssl_fail(-EBADMSG, "Ed25519 verify");
+                return openssl_error(-EBADMSG, "Ed25519 verify");
         return 0;
 }
 

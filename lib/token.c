@@ -19,10 +19,10 @@
 #include "fileio.h"
 #include "id.h"
 #include "log.h"
+#include "pem.h"
 #include "sha256.h"
 #include "token.h"
 
-#define PEM_MAX_SIZE (64 * 1024)
 #define COORD_SIZE 32
 #define ES256_SIG_SIZE (2 * COORD_SIZE)
 #define KID_MAX 128
@@ -58,25 +58,12 @@ struct token_replay_cache {
         size_t n, max;
 };
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_PKEY *, EVP_PKEY_free);
 DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_PKEY_CTX *, EVP_PKEY_CTX_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_MD_CTX *, EVP_MD_CTX_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(BIO *, BIO_free);
 DEFINE_TRIVIAL_CLEANUP_FUNC(BIGNUM *, BN_free);
 DEFINE_TRIVIAL_CLEANUP_FUNC(ECDSA_SIG *, ECDSA_SIG_free);
 DEFINE_TRIVIAL_CLEANUP_FUNC(OSSL_PARAM_BLD *, OSSL_PARAM_BLD_free);
 DEFINE_TRIVIAL_CLEANUP_FUNC(OSSL_PARAM *, OSSL_PARAM_free);
 DEFINE_TRIVIAL_CLEANUP_FUNC(jwt_t *, jwt_free);
-
-static int openssl_fail(int r, const char *what) {
-        unsigned long e = ERR_peek_last_error();
-        char buf[256];
-
-        ERR_error_string_n(e, buf, sizeof(buf));
-        log_debug("%s failed: %s", what, e ? buf : "no OpenSSL error");
-        ERR_clear_error();
-        return r;
-}
 
 static int fail(int r, const char *reason, const char **ret_reason) {
         log_debug("Token rejected: %s", reason);
@@ -122,9 +109,9 @@ static int bn_param_to_bin(EVP_PKEY *pkey, const char *name, uint8_t out[static 
         _cleanup_(BN_freep) BIGNUM *bn = NULL;
 
         if (EVP_PKEY_get_bn_param(pkey, name, &bn) != 1)
-                return openssl_fail(-EIO, "Reading EC public point");
+                return openssl_error(-EIO, "Reading EC public point");
         if (BN_bn2binpad(bn, out, COORD_SIZE) != COORD_SIZE)
-                return openssl_fail(-EIO, "Encoding EC coordinate");
+                return openssl_error(-EIO, "Encoding EC coordinate");
         return 0;
 }
 
@@ -139,7 +126,7 @@ static int key_wrap(EVP_PKEY **pkey, bool has_private, const char *kid, token_ke
         if (EVP_PKEY_get_base_id(*pkey) != EVP_PKEY_EC)
                 return -EKEYREJECTED;
         if (EVP_PKEY_get_group_name(*pkey, group, sizeof(group), &n) != 1 || !streq(group, "prime256v1"))
-                return openssl_fail(-EKEYREJECTED, "P-256 group check");
+                return openssl_error(-EKEYREJECTED, "P-256 group check");
 
         /* A point off the curve would make signatures "verify" in
          * meaningless ways (invalid-curve attacks): check every key that
@@ -148,7 +135,7 @@ static int key_wrap(EVP_PKEY **pkey, bool has_private, const char *kid, token_ke
         if (!ctx)
                 return -ENOMEM;
         if (EVP_PKEY_public_check(ctx) != 1)
-                return openssl_fail(-EINVAL, "EC public key check");
+                return openssl_error(-EINVAL, "EC public key check");
 
         k = calloc(1, sizeof(*k));
         if (!k)
@@ -192,19 +179,19 @@ static int key_from_xy(const uint8_t x[static COORD_SIZE], const uint8_t y[stati
                 return -ENOMEM;
         if (OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) != 1 ||
             OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point, sizeof(point)) != 1)
-                return openssl_fail(-ENOMEM, "Building EC parameters");
+                return openssl_error(-ENOMEM, "Building EC parameters");
         params = OSSL_PARAM_BLD_to_param(bld);
         if (!params)
-                return openssl_fail(-ENOMEM, "Building EC parameters");
+                return openssl_error(-ENOMEM, "Building EC parameters");
 
         ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
         if (!ctx)
-                return openssl_fail(-ENOMEM, "EC context");
+                return openssl_error(-ENOMEM, "EC context");
         if (EVP_PKEY_fromdata_init(ctx) != 1)
-                return openssl_fail(-EIO, "EC import init");
+                return openssl_error(-EIO, "EC import init");
         /* Fails for a point that is not on the curve. */
         if (EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) != 1)
-                return openssl_fail(-EINVAL, "EC public key import");
+                return openssl_error(-EINVAL, "EC public key import");
         return key_wrap(&pkey, false, kid, ret);
 }
 
@@ -215,7 +202,7 @@ int token_key_generate(token_key **ret) {
                 return -EINVAL;
         pkey = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
         if (!pkey)
-                return openssl_fail(-EIO, "P-256 key generation");
+                return openssl_error(-EIO, "P-256 key generation");
         return key_wrap(&pkey, true, NULL, ret);
 }
 
@@ -239,124 +226,55 @@ bool token_key_public_equal(const token_key *a, const token_key *b) {
         return memcmp(a->x, b->x, COORD_SIZE) == 0 && memcmp(a->y, b->y, COORD_SIZE) == 0;
 }
 
-static int no_passphrase(char *buf, int size, int rwflag, void *u) {
-        return -1;
-}
-
 int token_key_from_private_pem(const char *pem, size_t len, token_key **ret) {
         _cleanup_(EVP_PKEY_freep) EVP_PKEY *pkey = NULL;
-        _cleanup_(BIO_freep) BIO *bio = NULL;
+        int r;
 
-        if (!pem || !ret)
+        if (!ret)
                 return -EINVAL;
-        if (len == SIZE_MAX)
-                len = strlen(pem);
-        if (len > PEM_MAX_SIZE)
-                return -EBADMSG;
-        bio = BIO_new_mem_buf(pem, (int) len);
-        if (!bio)
-                return -ENOMEM;
-        pkey = PEM_read_bio_PrivateKey_ex(bio, NULL, no_passphrase, NULL, NULL, NULL);
-        if (!pkey)
-                return openssl_fail(-EBADMSG, "Reading PEM private key");
+        r = pem_read_private_key(pem, len, &pkey);
+        if (r < 0)
+                return r;
         return key_wrap(&pkey, true, NULL, ret);
 }
 
 int token_key_load_private_pem(const char *path, token_key **ret) {
-        _cleanup_free_ char *pem = NULL;
-        size_t n = 0;
+        _cleanup_(EVP_PKEY_freep) EVP_PKEY *pkey = NULL;
         int r;
 
-        if (!path || !ret)
+        if (!ret)
                 return -EINVAL;
-        r = read_full_file_secure(path, PEM_MAX_SIZE, &pem, &n);
-        if (r == -EFBIG)
-                return -EBADMSG;
+        r = pem_load_private_key(path, &pkey);
         if (r < 0)
                 return r;
-        r = token_key_from_private_pem(pem, n, ret);
-        explicit_bzero_safe(pem, n);
-        return r;
-}
-
-/* Into a secure-memory BIO, which cleanses itself when freed. */
-static int private_pem_bio(const token_key *k, BIO **ret, char **ret_data, size_t *ret_size) {
-        _cleanup_(BIO_freep) BIO *bio = NULL;
-        char *data;
-        long n;
-
-        if (!k->has_private)
-                return -ENOKEY;
-        bio = BIO_new(BIO_s_secmem());
-        if (!bio)
-                return -ENOMEM;
-        if (PEM_write_bio_PrivateKey(bio, k->pkey, NULL, NULL, 0, NULL, NULL) != 1)
-                return openssl_fail(-EIO, "Writing PEM private key");
-        n = BIO_get_mem_data(bio, &data);
-        if (n <= 0)
-                return openssl_fail(-EIO, "Writing PEM private key");
-        *ret_data = data;
-        *ret_size = (size_t) n;
-        *ret = TAKE_PTR(bio);
-        return 0;
+        return key_wrap(&pkey, true, NULL, ret);
 }
 
 int token_key_save_private_pem(const token_key *k, const char *path) {
-        _cleanup_(BIO_freep) BIO *bio = NULL;
-        char *data;
-        size_t n;
-        int r;
-
         if (!k || !path)
                 return -EINVAL;
-        r = private_pem_bio(k, &bio, &data, &n);
-        if (r < 0)
-                return r;
-        return write_file_atomic(path, data, n, 0600);
+        if (!k->has_private)
+                return -ENOKEY;
+        return pem_save_private_key(k->pkey, path);
 }
 
 int token_key_get_public_pem(const token_key *k, char **ret) {
-        _cleanup_(BIO_freep) BIO *bio = NULL;
-        char *data, *s;
-        long n;
-
-        if (!k || !ret)
+        if (!k)
                 return -EINVAL;
-        bio = BIO_new(BIO_s_mem());
-        if (!bio)
-                return -ENOMEM;
-        if (PEM_write_bio_PUBKEY(bio, k->pkey) != 1)
-                return openssl_fail(-EIO, "Writing PEM public key");
-        n = BIO_get_mem_data(bio, &data);
-        if (n <= 0)
-                return openssl_fail(-EIO, "Writing PEM public key");
-        s = strndup(data, (size_t) n);
-        if (!s)
-                return -ENOMEM;
-        *ret = s;
-        return 0;
+        return pem_write_public_key(k->pkey, ret);
 }
 
 int token_key_from_public_pem(const char *pem, size_t len, token_key **ret) {
         _cleanup_(EVP_PKEY_freep) EVP_PKEY *pkey = NULL;
-        _cleanup_(BIO_freep) BIO *bio = NULL;
+        int r;
 
-        if (!pem || !ret)
+        if (!ret)
                 return -EINVAL;
-        if (len == SIZE_MAX)
-                len = strlen(pem);
-        if (len > PEM_MAX_SIZE)
-                return -EBADMSG;
-        bio = BIO_new_mem_buf(pem, (int) len);
-        if (!bio)
-                return -ENOMEM;
-        pkey = PEM_read_bio_PUBKEY_ex(bio, NULL, no_passphrase, NULL, NULL, NULL);
-        if (!pkey)
-                return openssl_fail(-EBADMSG, "Reading PEM public key");
+        r = pem_read_public_key(pem, len, &pkey);
+        if (r < 0)
+                return r;
         return key_wrap(&pkey, false, NULL, ret);
 }
-
-/* --- JWK ------------------------------------------------------------------- */
 
 static json_t *jwk_to_json(const token_key *k) {
         _cleanup_free_ char *bx = NULL, *by = NULL;
@@ -623,7 +541,9 @@ static int jws_sign(const token_key *k, const json_t *claims, char **ret) {
         size_t n;
         int r;
 
-        r = private_pem_bio(k, &bio, &pem, &n);
+        if (!k->has_private)
+                return -ENOKEY;
+        r = pem_write_private_key(k->pkey, &bio, &pem, &n);
         if (r < 0)
                 return r;
         grants = json_dump_compact(claims);
@@ -829,7 +749,7 @@ static int es256_verify(EVP_PKEY *pkey, const char *data, size_t n, const uint8_
         }
         der_len = i2d_ECDSA_SIG(es, &der);
         if (der_len <= 0)
-                return openssl_fail(-ENOMEM, "Encoding ECDSA signature");
+                return openssl_error(-ENOMEM, "Encoding ECDSA signature");
 
         ctx = EVP_MD_CTX_new();
         if (!ctx) {
@@ -840,7 +760,7 @@ static int es256_verify(EVP_PKEY *pkey, const char *data, size_t n, const uint8_
              EVP_DigestVerify(ctx, der, (size_t) der_len, (const unsigned char *) data, n) == 1;
         OPENSSL_free(der);
         if (!ok)
-                return openssl_fail(-EBADMSG, "ES256 verify");
+                return openssl_error(-EBADMSG, "ES256 verify");
         return 0;
 }
 
