@@ -14,6 +14,7 @@
 #include "domain-config.h"
 #include "fileio.h"
 #include "ini.h"
+#include "address.h"
 #include "log.h"
 #include "sign.h"
 
@@ -28,6 +29,7 @@ typedef enum key_type {
         T_PATH,
         T_ADDRESS,
         T_KEYLIST,
+        T_NAME,
 } key_type;
 
 typedef struct config_key {
@@ -54,6 +56,7 @@ struct domain_config {
 
         int log_level;
         char *state_directory;
+        char *name;
         char *listen;
         unsigned port;
         char *certificate;
@@ -79,6 +82,8 @@ static const config_key keys[] = {
           "Log threshold: debug, info, notice, warning, err" },
         { "Domain", "StateDirectory", "state-directory", T_PATH, F(state_directory), 0, 0,
           DOMAIN_STATE_DIRECTORY_DEFAULT, "Directory of the database and the packages" },
+        { "Domain", "Name", "name", T_NAME, F(name), 0, 0, "localhost",
+          "The domain's DNS name: host of its addresses, issuer and audience of its tokens" },
         { "HTTP", "Listen", "listen", T_ADDRESS, F(listen), 0, 0, "::",
           "Numeric address to listen on (:: is every address)" },
         { "HTTP", "Port", "port", T_UINT, F(port), 0, 65535, "8443", "TCP port; 0 picks a free one (tests)" },
@@ -234,6 +239,19 @@ static int set_key(domain_config *c, const config_key *k, const char *value, cha
                 }
                 return set_string(c, k, v);
         }
+        case T_NAME: {
+                _cleanup_free_ char *a = NULL;
+
+                /* The host of runtime://<name>/..., so every address of the
+                 * domain has one spelling (lib/address). */
+                if (asprintf(&a, "domain://%s", v) < 0)
+                        return -ENOMEM;
+                if (!*v || !rt_address_is_valid(a)) {
+                        reason = strdup("not a lowercase DNS name or IP literal");
+                        break;
+                }
+                return set_string(c, k, v);
+        }
         case T_KEYLIST: {
                 char **l = NULL;
 
@@ -305,6 +323,7 @@ domain_config *domain_config_free(domain_config *c) {
                 free(c->overrides[i].value);
         free(c->overrides);
         free(c->state_directory);
+        free(c->name);
         free(c->listen);
         free(c->certificate);
         free(c->private_key);
@@ -633,6 +652,9 @@ int domain_config_get_log_level(const domain_config *c) {
 }
 const char *domain_config_get_state_directory(const domain_config *c) {
         return c->state_directory;
+}
+const char *domain_config_get_name(const domain_config *c) {
+        return c->name;
 }
 const char *domain_config_get_listen(const domain_config *c) {
         return c->listen;

@@ -21,7 +21,7 @@
 #include "macro.h"
 
 #ifndef RETHINK_VERSION
-#define RETHINK_VERSION "0.1.0"
+#include "version.h"
 #endif
 
 #define DOMAIN_CONFIG_FILE_DEFAULT "/etc/rethink/domain.conf"
@@ -51,6 +51,8 @@ int domain_config_load_string(const domain_config *template, const char *path, c
 const char *domain_config_get_path(const domain_config *c);
 int domain_config_get_log_level(const domain_config *c);
 const char *domain_config_get_state_directory(const domain_config *c);
+/* The domain's DNS name ([Domain] Name=, "localhost" by default). */
+const char *domain_config_get_name(const domain_config *c);
 /* Numeric address; "::" by default. */
 const char *domain_config_get_listen(const domain_config *c);
 uint16_t domain_config_get_port(const domain_config *c);
