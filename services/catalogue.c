@@ -593,6 +593,33 @@ static int descriptor_handler(route_request *rr, void *userdata) {
                                   strlen(json));
 }
 
+int catalogue_get_descriptor(catalogue *c, const char *kind, const char *name, json_t **ret) {
+        sqlite3_stmt *s;
+        json_t *j;
+        int r;
+
+        if (!c || !kind || !name || !ret || descriptor_kind_from_string(kind) < 0 || !descriptor_name_is_valid(name))
+                return -EINVAL;
+        r = db_prepare(c->db, "SELECT json FROM descriptors WHERE kind = ?1 AND name = ?2 ORDER BY seq DESC LIMIT 1",
+                       &s);
+        if (r >= 0)
+                r = db_bind_text(c->db, s, 1, kind);
+        if (r >= 0)
+                r = db_bind_text(c->db, s, 2, name);
+        if (r >= 0)
+                r = db_step(c->db, s);
+        if (r < 0)
+                return r;
+        if (r == 0)
+                return -ENOENT;
+        j = json_loads((const char *) sqlite3_column_text(s, 0), 0, NULL);
+        db_reset(s);
+        if (!j)
+                return -ENOMEM;
+        *ret = j;
+        return 0;
+}
+
 /* --- download: GET /catalogue/packages/<sha256> -------------------------------- */
 
 typedef struct download {

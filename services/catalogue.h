@@ -18,6 +18,7 @@
  * hands out bytes nobody trusted has signed. docs/protocol.md has the
  * details. */
 
+#include <jansson.h>
 #include <systemd/sd-event.h>
 
 #include "db.h"
@@ -38,3 +39,9 @@ int catalogue_set_trusted_publishers(catalogue *c, char *const *keys);
 void catalogue_set_max_package_size(catalogue *c, uint64_t max);
 
 int catalogue_add_routes(catalogue *c, router *r);
+
+/* The latest published descriptor of kind ("hyperty", "protocolstub",
+ * "runtime") and name, as GET /.well-known/<kind>/<name> serves it, in
+ * *ret (to be decref'd). -ENOENT when none is published, -EINVAL for an
+ * unknown kind or invalid name. For other domain services. */
+int catalogue_get_descriptor(catalogue *c, const char *kind, const char *name, json_t **ret);

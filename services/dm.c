@@ -313,6 +313,19 @@ static json_t *device_lookup(dm *m, const char *column, const char *value, int *
         return o;
 }
 
+int dm_get_device(dm *m, const char *endpoint, json_t **ret) {
+        json_t *o;
+        int r = 0;
+
+        if (!m || !endpoint || !ret)
+                return -EINVAL;
+        o = device_lookup(m, "endpoint", endpoint, &r);
+        if (!o)
+                return r;
+        *ret = o;
+        return 0;
+}
+
 /* --- register: POST /dm/rd?ep=&lt= ----------------------------------------------- */
 
 typedef struct registration {

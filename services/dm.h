@@ -17,6 +17,7 @@
  * (key, claim) outlives its registrations. docs/protocol.md has the
  * details. */
 
+#include <jansson.h>
 #include <systemd/sd-event.h>
 
 #include "db.h"
@@ -40,6 +41,11 @@ void dm_set_lifetimes(dm *m, const dm_lifetimes *l);
 /* Expires what ran out while we were down and arms the timer. */
 int dm_start(dm *m);
 int dm_add_routes(dm *m, router *r);
+
+/* The device record as GET /admin/devices/<endpoint> shows it (endpoint,
+ * state, claimed, runtimeVersion, arch, ...), in *ret (to be decref'd).
+ * -ENOENT for an unknown endpoint. For other domain services. */
+int dm_get_device(dm *m, const char *endpoint, json_t **ret);
 
 /* 1-64 bytes of [A-Za-z0-9._:-], starting with a letter or digit. */
 bool dm_endpoint_is_valid(const char *s);

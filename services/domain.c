@@ -6,13 +6,17 @@
 #include <systemd/sd-daemon.h>
 
 #include "auth.h"
+#include "bootstrap.h"
 #include "catalogue.h"
 #include "descriptor.h"
 #include "dm.h"
 #include "domain.h"
 #include "fileio.h"
 #include "h2-server.h"
+#include "idm.h"
 #include "log.h"
+#include "msg.h"
+#include "registry.h"
 #include "router.h"
 #include "store.h"
 #include "time-util.h"
@@ -26,6 +30,10 @@ struct domain {
         router *router;
         catalogue *catalogue;
         dm *dm;
+        idm *idm;
+        registry *registry;
+        msg *msg;
+        bootstrap *bootstrap;
         H2Server *server;
         sd_event_source *sigterm, *sigint, *sighup;
         bool stopping;
@@ -64,7 +72,12 @@ domain *domain_free(domain *d) {
         /* The server first: its close handlers free request state that
          * points into the services. */
         h2_server_free(d->server);
+        /* Before the Messaging Service, which routes to it. */
+        bootstrap_free(d->bootstrap);
+        msg_free(d->msg);
         dm_free(d->dm);
+        registry_free(d->registry);
+        idm_free(d->idm);
         catalogue_free(d->catalogue);
         router_free(d->router);
         auth_free(d->auth);
@@ -100,6 +113,11 @@ static int apply_reloadable(domain *d, const domain_config *c) {
         r = auth_set_admin_token(d->auth, domain_config_get_admin_token(c));
         if (r < 0)
                 return r;
+        if (d->idm) {
+                r = idm_set_admin_credential(d->idm, domain_config_get_admin_token(c));
+                if (r < 0)
+                        return r;
+        }
         if (d->catalogue) {
                 r = catalogue_set_trusted_publishers(d->catalogue, domain_config_get_trusted_publishers(c));
                 if (r < 0)
@@ -240,6 +258,55 @@ static int setup_server(domain *d) {
         return listen_or_adopt(d, tls != NULL);
 }
 
+/* The IdM's view of a device: device management's record. */
+static int idm_device_lookup(const char *endpoint, char **ret_public_key, bool *ret_claimed, void *userdata) {
+        domain *d = userdata;
+        json_t *dev = NULL;
+        const char *key;
+        char *k;
+        int r;
+
+        r = dm_get_device(d->dm, endpoint, &dev);
+        if (r < 0)
+                return r;
+        key = json_string_value(json_object_get(dev, "publicKey"));
+        k = key ? strdup(key) : NULL;
+        if (k) {
+                *ret_claimed = json_is_true(json_object_get(dev, "claimed"));
+                *ret_public_key = k;
+        }
+        json_decref(dev);
+        return k ? 0 : key ? -ENOMEM : -ENOENT;
+}
+
+/* The Messaging Service asks the IdM who is calling. */
+static int msg_check_bearer(H2Request *req, const char *scope, char **ret_subject, uint64_t *ret_expiry,
+                            const char **ret_reason, void *userdata) {
+        domain *d = userdata;
+        _cleanup_token_claims_ token_claims *claims = NULL;
+        char *subject;
+        int r;
+
+        r = idm_check_bearer(d->idm, req, scope, &claims, ret_reason);
+        if (r < 0)
+                return r;
+        subject = strdup(token_claims_get_subject(claims));
+        if (!subject)
+                return -ENOMEM;
+        *ret_subject = subject;
+        *ret_expiry = token_claims_get_expiry(claims);
+        return 0;
+}
+
+static void on_registry_status(const char *url, const char *status, void *userdata) {
+        domain *d = userdata;
+        int r;
+
+        r = msg_publish_status(d->msg, url, status);
+        if (r < 0)
+                log_debug_errno(r, "Status %s of %s not published: %m", status, url);
+}
+
 int domain_start(domain *d) {
         const char *dir = domain_config_get_state_directory(d->config);
         _cleanup_free_ char *reason = NULL;
@@ -259,9 +326,28 @@ int domain_start(domain *d) {
         r = dm_new(d->event, d->db, &d->dm);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up device management: %m");
+        r = idm_new(dir, domain_config_get_name(d->config), &d->idm);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the IdM: %m");
+        idm_set_device_lookup(d->idm, idm_device_lookup, d);
+        r = registry_new(d->event, dir, domain_config_get_name(d->config), d->idm, &d->registry);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the Global Registry: %m");
+        r = msg_new(d->event, domain_config_get_name(d->config), dir, &d->msg);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the Messaging Service: %m");
+        msg_set_auth_expiry(d->msg, msg_check_bearer, d);
+        registry_set_status_handler(d->registry, on_registry_status, d);
+        r = bootstrap_new(d->event, domain_config_get_name(d->config), dir, d->catalogue, d->dm, d->msg,
+                          &d->bootstrap);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up bootstrap orders in %s: %m", dir);
         r = apply_reloadable(d, d->config);
         if (r < 0)
                 return log_error_errno(r, "Failed to apply the configuration: %m");
+        r = registry_start(d->registry);
+        if (r < 0)
+                return r;
         r = dm_start(d->dm);
         if (r < 0)
                 return r;
@@ -269,6 +355,14 @@ int domain_start(domain *d) {
         r = catalogue_add_routes(d->catalogue, d->router);
         if (r >= 0)
                 r = dm_add_routes(d->dm, d->router);
+        if (r >= 0)
+                r = idm_add_routes(d->idm, d->router);
+        if (r >= 0)
+                r = registry_add_routes(d->registry, d->router);
+        if (r >= 0)
+                r = msg_add_routes(d->msg, d->router);
+        if (r >= 0)
+                r = bootstrap_add_routes(d->bootstrap, d->router);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up routes: %m");
 
