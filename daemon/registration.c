@@ -13,6 +13,7 @@
 #include "id.h"
 #include "log.h"
 #include "registration.h"
+#include "token.h"
 #include "tls.h"
 
 #define REQUEST_TIMEOUT_DEFAULT_USEC (30 * USEC_PER_SEC)
@@ -525,8 +526,16 @@ static int build_body(registration *reg, bool update, char **ret) {
 
         if (!o)
                 return -ENOMEM;
-        if (!update && json_object_set_new(o, "publicKey", json_string(identity_get_public_key(reg->id))) < 0)
-                return -ENOMEM;
+        if (!update) {
+                _cleanup_free_ char *pem = NULL;
+
+                if (json_object_set_new(o, "publicKey", json_string(identity_get_public_key(reg->id))) < 0)
+                        return -ENOMEM;
+                /* The IdM verifies our client assertions (ES256) with it. */
+                if (token_key_get_public_pem(identity_get_token_key(reg->id), &pem) < 0 ||
+                    json_object_set_new(o, "tokenKey", json_string(pem)) < 0)
+                        return -ENOMEM;
+        }
         if (json_object_set_new(o, "runtimeVersion", json_string(reg->runtime_version)) < 0 ||
             json_object_set_new(o, "arch", json_string(reg->arch)) < 0)
                 return -ENOMEM;

@@ -7,6 +7,7 @@
 #include "id.h"
 #include "log.h"
 #include "sign.h"
+#include "token.h"
 #include "time-util.h"
 
 #define VERSION_MAX 64
@@ -143,6 +144,7 @@ int dm_start(dm *m) {
 
 typedef struct device_info {
         char *public_key;
+        char *token_key; /* PEM, or NULL */
         const char *runtime_version, *arch;
         int64_t free_bytes; /* -1: not given */
         json_t *json;
@@ -151,6 +153,7 @@ typedef struct device_info {
 static void device_info_done(device_info *i) {
         json_decref(i->json);
         free(i->public_key);
+        free(i->token_key);
 }
 
 /* The registration body; registering requires publicKey, an update
@@ -188,6 +191,16 @@ static int parse_info(route_request *rr, bool registering, device_info *ret) {
                         /* One spelling per key: compare keys as strings later. */
                         if (sign_key_get_public_base64url(k, &ret->public_key) < 0)
                                 return -ENOMEM;
+                } else if (streq(key, "tokenKey")) {
+                        _cleanup_token_key_ token_key *k = NULL;
+
+                        if (!registering)
+                                return route_respond_error(rr, 400, "field 'tokenKey': cannot change on update");
+                        if (!json_is_string(v) || token_key_from_public_pem(json_string_value(v), SIZE_MAX, &k) < 0)
+                                return route_respond_error(
+                                        rr, 400, "field 'tokenKey': expected a PEM P-256 public key");
+                        if (token_key_get_public_pem(k, &ret->token_key) < 0)
+                                return -ENOMEM;
                 } else if (streq(key, "runtimeVersion")) {
                         if (!json_is_string(v) || !token_is_valid(json_string_value(v), VERSION_MAX, ".+-"))
                                 return route_respond_error(rr, 400,
@@ -209,7 +222,7 @@ static int parse_info(route_request *rr, bool registering, device_info *ret) {
                         ret->free_bytes = (int64_t) json_integer_value(v);
                 } else
                         return route_respond_error(rr, 400,
-                                                   "body: unknown field (allowed: publicKey, runtimeVersion, arch, freeBytes)");
+                                                   "body: unknown field (allowed: publicKey, tokenKey, runtimeVersion, arch, freeBytes)");
         }
         if (registering && !ret->public_key)
                 return route_respond_error(rr, 400, "field 'publicKey': missing");
@@ -260,7 +273,7 @@ static json_t *text_json(sqlite3_stmt *s, int col) {
 
 #define DEVICE_COLUMNS                                                                                   \
         "endpoint, id, public_key, runtime_version, arch, free_bytes, lifetime_sec, state, registered_usec, " \
-        "updated_usec, expires_usec, claimed_usec"
+        "updated_usec, expires_usec, claimed_usec, token_key"
 
 static json_t *device_json(sqlite3_stmt *s) {
         json_t *o = json_object();
@@ -280,7 +293,8 @@ static json_t *device_json(sqlite3_stmt *s) {
             json_object_set_new(o, "registeredAt", time_json(s, 8)) < 0 ||
             json_object_set_new(o, "updatedAt", time_json(s, 9)) < 0 ||
             json_object_set_new(o, "expiresAt", time_json(s, 10)) < 0 ||
-            json_object_set_new(o, "claimedAt", time_json(s, 11)) < 0) {
+            json_object_set_new(o, "claimedAt", time_json(s, 11)) < 0 ||
+            json_object_set_new(o, "tokenKey", text_json(s, 12)) < 0) {
                 json_decref(o);
                 return NULL;
         }
@@ -362,7 +376,8 @@ static int register_tx(db *d, void *userdata) {
 
                 r = db_prepare(d,
                                "UPDATE devices SET runtime_version = ?2, arch = ?3, free_bytes = ?4, lifetime_sec = ?5, "
-                               "state = 'registered', updated_usec = ?6, expires_usec = ?7 WHERE endpoint = ?1",
+                               "state = 'registered', updated_usec = ?6, expires_usec = ?7, "
+                               "token_key = COALESCE(?10, token_key) WHERE endpoint = ?1",
                                &s);
                 g->status = 200;
         } else {
@@ -371,8 +386,8 @@ static int register_tx(db *d, void *userdata) {
                         return r;
                 r = db_prepare(d,
                                "INSERT INTO devices (endpoint, runtime_version, arch, free_bytes, lifetime_sec, state, "
-                               "updated_usec, expires_usec, id, public_key, registered_usec) "
-                               "VALUES (?1, ?2, ?3, ?4, ?5, 'registered', ?6, ?7, ?8, ?9, ?6)",
+                               "updated_usec, expires_usec, id, public_key, registered_usec, token_key) "
+                               "VALUES (?1, ?2, ?3, ?4, ?5, 'registered', ?6, ?7, ?8, ?9, ?6, ?10)",
                                &s);
                 g->status = 201;
         }
@@ -382,7 +397,8 @@ static int register_tx(db *d, void *userdata) {
             (r = db_bind_text(d, s, 3, g->info->arch)) < 0 ||
             (r = g->info->free_bytes < 0 ? db_bind_null(d, s, 4) : db_bind_int64(d, s, 4, g->info->free_bytes)) < 0 ||
             (r = db_bind_int64(d, s, 5, g->lifetime)) < 0 || (r = db_bind_int64(d, s, 6, (int64_t) t)) < 0 ||
-            (r = db_bind_int64(d, s, 7, (int64_t) expires)) < 0)
+            (r = db_bind_int64(d, s, 7, (int64_t) expires)) < 0 ||
+            (r = g->info->token_key ? db_bind_text(d, s, 10, g->info->token_key) : db_bind_null(d, s, 10)) < 0)
                 return r;
         if (g->status == 201 &&
             ((r = db_bind_text(d, s, 8, g->id)) < 0 || (r = db_bind_text(d, s, 9, g->info->public_key)) < 0))

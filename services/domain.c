@@ -269,7 +269,11 @@ static int idm_device_lookup(const char *endpoint, char **ret_public_key, bool *
         r = dm_get_device(d->dm, endpoint, &dev);
         if (r < 0)
                 return r;
-        key = json_string_value(json_object_get(dev, "publicKey"));
+        /* Client assertions are ES256: the device's P-256 key, which
+         * devices that predate it lack (the IdM then refuses them). */
+        key = json_string_value(json_object_get(dev, "tokenKey"));
+        if (!key)
+                key = json_string_value(json_object_get(dev, "publicKey"));
         k = key ? strdup(key) : NULL;
         if (k) {
                 *ret_claimed = json_is_true(json_object_get(dev, "claimed"));

@@ -41,6 +41,9 @@ static const char *const migrations[] = {
         "  claimed_usec INTEGER"
         ");"
         "CREATE INDEX devices_expiry ON devices (state, expires_usec);",
+        /* 2: the device's P-256 key for IdM client assertions (ES256); the
+         * Ed25519 publicKey stays its identity. */
+        "ALTER TABLE devices ADD COLUMN token_key TEXT;",
 };
 
 unsigned store_schema_version(void) {

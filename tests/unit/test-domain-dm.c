@@ -5,6 +5,7 @@
 
 #include "test-domain-util.h"
 #include "tests.h"
+#include "token.h"
 
 static DomainTest t;
 
@@ -98,6 +99,56 @@ static void test_register(void) {
         h2_test_fetch_done(&f);
         j = device("dev-1");
         CU_ASSERT_STRING_EQUAL(strna(dt_json_str(j, "publicKey")), key);
+        json_decref(j);
+}
+
+/* The P-256 key the IdM checks client assertions with is stored beside the
+ * Ed25519 identity, in one spelling; a bad one is refused and stores
+ * nothing; it cannot be changed by an update. */
+static void test_token_key(void) {
+        _cleanup_free_ char *key = new_key(), *pem = NULL, *body = NULL, *escaped = NULL, *location = NULL;
+        _cleanup_token_key_ token_key *tk = NULL;
+        H2TestFetch f;
+        json_t *j, *s;
+
+        CU_ASSERT_EQUAL_FATAL(token_key_generate(&tk), 0);
+        CU_ASSERT_EQUAL_FATAL(token_key_get_public_pem(tk, &pem), 0);
+        s = json_string(pem);
+        escaped = json_dumps(s, JSON_ENCODE_ANY);
+        json_decref(s);
+        CU_ASSERT_FATAL(asprintf(&body, "{\"publicKey\":\"%s\",\"tokenKey\":%s}", key, escaped) > 0);
+
+        CU_ASSERT_TRUE(post("/dm/rd?ep=tk-bad", "{\"publicKey\":\"x\",\"tokenKey\":\"-----BEGIN\"}", &f) == 400);
+        h2_test_fetch_done(&f);
+        free(body);
+        CU_ASSERT_FATAL(asprintf(&body, "{\"publicKey\":\"%s\",\"tokenKey\":\"not a key\"}", key) > 0);
+        CU_ASSERT_TRUE(post("/dm/rd?ep=tk-1", body, &f) == 400 && dt_is_error(&f, 400, "'tokenKey'"));
+        h2_test_fetch_done(&f);
+        j = device("tk-1");
+        CU_ASSERT_PTR_NULL(j);
+        json_decref(j);
+
+        free(body);
+        CU_ASSERT_FATAL(asprintf(&body, "{\"publicKey\":\"%s\",\"tokenKey\":%s}", key, escaped) > 0);
+        CU_ASSERT_EQUAL(post("/dm/rd?ep=tk-1", body, &f), 201);
+        location = strdup(strna(h2_client_request_get_header(f.req, "location")));
+        h2_test_fetch_done(&f);
+        j = device("tk-1");
+        CU_ASSERT_STRING_EQUAL(strna(dt_json_str(j, "tokenKey")), pem);
+        json_decref(j);
+
+        free(body);
+        CU_ASSERT_FATAL(asprintf(&body, "{\"tokenKey\":%s}", escaped) > 0);
+        CU_ASSERT_TRUE(post(location, body, &f) == 400 && dt_is_error(&f, 400, "'tokenKey'"));
+        h2_test_fetch_done(&f);
+
+        /* Re-registering without it keeps the stored one. */
+        free(body);
+        body = reg_body(key, NULL);
+        CU_ASSERT_EQUAL(post("/dm/rd?ep=tk-1", body, &f), 200);
+        h2_test_fetch_done(&f);
+        j = device("tk-1");
+        CU_ASSERT_STRING_EQUAL(strna(dt_json_str(j, "tokenKey")), pem);
         json_decref(j);
 }
 
@@ -348,6 +399,8 @@ static CU_TestInfo tests[] = {
         { "lifetime expiry", test_expiry },
         { "admin list, get, claim", test_admin },
         { "restart on the same state", test_restart },
+        /* Last: it adds a device the listing tests do not expect. */
+        { "IdM token key", test_token_key },
         CU_TEST_INFO_NULL,
 };
 
