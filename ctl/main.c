@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* rethinkctl: the command line for people, talking to rethink-agent's
  * control socket (docs/control.md). */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -14,6 +15,7 @@
 #include "agent-client.h"
 #include "ctl-output.h"
 #include "ctlproto.h"
+#include "verbs.h"
 #include "log.h"
 #include "macro.h"
 
@@ -24,30 +26,43 @@
 #define DEFAULT_SOCKET "/run/rethink/agent.sock"
 #define DEFAULT_TIMEOUT_USEC (10ULL * 1000000ULL)
 
-/* Exit codes, documented in --help and docs/control.md. */
-enum {
-        EXIT_OK = 0,
-        EXIT_FAILED = 1, /* error reply, agent unreachable, timeout */
-        EXIT_USAGE = 2,
-};
-
-enum json_mode {
-        JSON_OFF,
-        JSON_SHORT,
-        JSON_PRETTY,
-};
-
 static const char *arg_socket;
-static enum json_mode arg_json = JSON_OFF;
-static uint64_t arg_timeout_usec = DEFAULT_TIMEOUT_USEC;
+enum json_mode arg_json = JSON_OFF;
+uint64_t arg_timeout_usec = DEFAULT_TIMEOUT_USEC;
+bool arg_force;
+const char *arg_init_name, *arg_init_listen;
+char **arg_init_addresses;
+uint16_t arg_init_port = 8443;
+const char *arg_domain_url, *arg_ca_file, *arg_admin_token_file;
+const char *arg_descriptor, *arg_publisher_key, *arg_application;
+char **arg_hyperties, **arg_protostubs;
 
-typedef struct verb {
-        const char *name;
-        unsigned min_args, max_args; /* after the verb itself */
-        int (*run)(int argc, char **argv);
-        const char *args_help;
-        const char *help;
-} verb;
+static void free_lists(void) {
+        freestrvp(&arg_init_addresses);
+        freestrvp(&arg_hyperties);
+        freestrvp(&arg_protostubs);
+}
+
+static int strv_append(char ***l, const char *s) {
+        size_t n = 0;
+        char **p;
+
+        while (*l && (*l)[n])
+                n++;
+        p = realloc(*l, (n + 2) * sizeof(char *));
+        if (!p)
+                return -ENOMEM;
+        *l = p;
+        p[n] = strdup(s);
+        p[n + 1] = NULL;
+        return p[n] ? 0 : -ENOMEM;
+}
+
+/* activate, deactivate and uninstall: NAME on this device's agent, or
+ * ENDPOINT NAME through the domain. */
+static int verb_component_or_device_order(int argc, char **argv) {
+        return argc == 2 ? verb_component_order(argc, argv) : verb_device_order(argc, argv);
+}
 
 static uint64_t realtime_now_usec(void) {
         struct timespec ts;
@@ -60,7 +75,7 @@ static uint64_t realtime_now_usec(void) {
 
 /* Calls command and hands back its result. Every failure is reported here,
  * so verbs just return EXIT_FAILED. */
-static int call_agent(const char *command, json_t *args, json_t **ret_result) {
+int call_agent(const char *command, json_t *args, json_t **ret_result) {
         _cleanup_agent_client_ agent_client *c = NULL;
         _cleanup_ctl_reply_ ctl_reply *reply = NULL;
         int r;
@@ -113,7 +128,7 @@ static int call_agent(const char *command, json_t *args, json_t **ret_result) {
         return 0;
 }
 
-static int print_json(json_t *result) {
+int print_json(json_t *result) {
         _cleanup_free_ char *s = NULL;
 
         s = json_dumps(result, arg_json == JSON_PRETTY ? JSON_INDENT(2) : JSON_COMPACT);
@@ -129,17 +144,17 @@ static int print_json(json_t *result) {
 
 /* Accessors that tolerate a missing or mistyped field: an older or newer
  * agent should still give readable output. */
-static const char *jstr(json_t *o, const char *key) {
+const char *jstr(json_t *o, const char *key) {
         json_t *v = json_object_get(o, key);
         return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
-static uint64_t juint(json_t *o, const char *key) {
+uint64_t juint(json_t *o, const char *key) {
         json_t *v = json_object_get(o, key);
         return json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t) json_integer_value(v) : 0;
 }
 
-static int jbool(json_t *o, const char *key) {
+int jbool(json_t *o, const char *key) {
         json_t *v = json_object_get(o, key);
         return json_is_boolean(v) ? json_is_true(v) : -1;
 }
@@ -328,31 +343,64 @@ static int verb_qos(int argc, char **argv) {
         return EXIT_OK;
 }
 
-/* Later verbs (components, accept, reject, load-hyperty, load-protostub,
- * uninstall, user, domain init) go here. */
 static const verb verbs[] = {
         { "status", 0, 0, verb_status, "", "Show the agent's state" },
         { "qos", 0, 0, verb_qos, "", "Show connectivity, QoS state, gates and interfaces" },
+        { "components", 0, 0, verb_components, "", "List the components on the device" },
+        { "install", 1, 1, verb_install, "DESCRIPTOR", "Install a component from its descriptor (JSON file)" },
+        { "accept", 1, 1, verb_component_order, "NAME", "Consent to installing a delivered component" },
+        { "reject", 1, 1, verb_component_order, "NAME", "Refuse a delivered component (cancel)" },
+        { "activate", 1, 2, verb_component_or_device_order, "[EP] NAME", "Start an installed component" },
+        { "deactivate", 1, 2, verb_component_or_device_order, "[EP] NAME", "Stop an active component" },
+        { "uninstall", 1, 2, verb_component_or_device_order, "[EP] NAME", "Remove a component" },
+        { "domain", 2, 2, verb_domain, "init DIR", "Make a domain set-up for a first try in DIR" },
+        { "publish", 1, 1, verb_publish, "PACKAGE", "Sign a package and publish it with its descriptor" },
+        { "devices", 0, 2, verb_devices, "[show|claim EP]", "List the domain's devices, show or claim one" },
+        { "bootstrap", 1, 1, verb_bootstrap, "EP", "Order an application, hyperties, protostubs onto a device" },
+        { "confirm", 2, 2, verb_device_order, "EP NAME", "Consent for a device to install a component" },
+        { "cancel", 2, 2, verb_device_order, "EP NAME", "Cancel a component's installation on a device" },
+        { "events", 0, 0, verb_events, "", "Follow the domain's device events until interrupted" },
 };
 
 /* --- command line ------------------------------------------------------------------ */
 
 static void help(void) {
         printf("%s [OPTIONS...] COMMAND ...\n\n"
-               "Control rethink-agent, the reTHINK runtime user agent.\n\n"
+               "Control rethink-agent, the reTHINK runtime user agent, and a domain's\n"
+               "admin API.\n\n"
                "Commands:\n",
                program_invocation_short_name);
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
-                printf("  %-10s %-10s %s\n", verbs[i].name, verbs[i].args_help, verbs[i].help);
+                printf("  %-11s %-16s %s\n", verbs[i].name, verbs[i].args_help, verbs[i].help);
         printf("\nOptions:\n"
                "  -h --help              Show this help\n"
                "     --version           Show the version\n"
                "     --socket=PATH       The agent's control socket (default: $RETHINK_AGENT_SOCKET,\n"
                "                         else " DEFAULT_SOCKET ")\n"
-               "     --json[=MODE]       Print the agent's result as JSON: short (one line, the\n"
+               "     --json[=MODE]       Print the result as JSON: short (one line, the\n"
                "                         default) or pretty (indented)\n"
                "     --timeout=SEC       Give up after SEC seconds (default: 10)\n"
-               "\nExit status: 0 success, 1 failure (agent unreachable, error reply, timeout),\n"
+               "\nThe domain's admin API (publish, devices, bootstrap, confirm, cancel, events,\n"
+               "and activate, deactivate, uninstall with EP NAME):\n"
+               "     --domain=URL        The domain, http(s)://HOST[:PORT], HOST numeric or\n"
+               "                         localhost (default: $RETHINK_DOMAIN_URL)\n"
+               "     --ca-file=PEM       CA certificates to verify the domain with (default:\n"
+               "                         $RETHINK_CA_FILE, else the system's)\n"
+               "     --admin-token-file=PATH\n"
+               "                         The admin credential (default: $RETHINK_ADMIN_TOKEN_FILE)\n"
+               "     --descriptor=FILE   publish: the package's descriptor (JSON)\n"
+               "     --publisher-key=PEM publish: the publisher's Ed25519 private key\n"
+               "     --application=NAME  bootstrap: the application (a hyperty)\n"
+               "     --hyperty=NAME      bootstrap: a hyperty; repeat for more\n"
+               "     --protostub=NAME    bootstrap: a protocol stub; repeat for more\n"
+               "\ndomain init:\n"
+               "     --name=NAME         DNS name for the server certificate (default: localhost)\n"
+               "     --address=IP        IP address for the server certificate; repeat for more\n"
+               "                         (default: 127.0.0.1 and ::1)\n"
+               "     --listen=IP         Address the domain listens on (default: ::)\n"
+               "     --port=PORT         Port the domain listens on (default: 8443)\n"
+               "     --force             Replace an existing set-up\n"
+               "\nExit status: 0 success, 1 failure (agent or domain unreachable, error reply or\nrefusal, timeout), "
                "2 wrong usage.\n");
 }
 
@@ -377,6 +425,19 @@ static int parse_argv(int argc, char **argv) {
                 ARG_SOCKET,
                 ARG_JSON,
                 ARG_TIMEOUT,
+                ARG_NAME,
+                ARG_ADDRESS,
+                ARG_LISTEN,
+                ARG_PORT,
+                ARG_FORCE,
+                ARG_DOMAIN,
+                ARG_CA_FILE,
+                ARG_ADMIN_TOKEN_FILE,
+                ARG_DESCRIPTOR,
+                ARG_PUBLISHER_KEY,
+                ARG_APPLICATION,
+                ARG_HYPERTY,
+                ARG_PROTOSTUB,
         };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
@@ -384,6 +445,19 @@ static int parse_argv(int argc, char **argv) {
                 { "socket", required_argument, NULL, ARG_SOCKET },
                 { "json", optional_argument, NULL, ARG_JSON },
                 { "timeout", required_argument, NULL, ARG_TIMEOUT },
+                { "name", required_argument, NULL, ARG_NAME },
+                { "address", required_argument, NULL, ARG_ADDRESS },
+                { "listen", required_argument, NULL, ARG_LISTEN },
+                { "port", required_argument, NULL, ARG_PORT },
+                { "force", no_argument, NULL, ARG_FORCE },
+                { "domain", required_argument, NULL, ARG_DOMAIN },
+                { "ca-file", required_argument, NULL, ARG_CA_FILE },
+                { "admin-token-file", required_argument, NULL, ARG_ADMIN_TOKEN_FILE },
+                { "descriptor", required_argument, NULL, ARG_DESCRIPTOR },
+                { "publisher-key", required_argument, NULL, ARG_PUBLISHER_KEY },
+                { "application", required_argument, NULL, ARG_APPLICATION },
+                { "hyperty", required_argument, NULL, ARG_HYPERTY },
+                { "protostub", required_argument, NULL, ARG_PROTOSTUB },
                 {},
         };
         int c;
@@ -421,6 +495,74 @@ static int parse_argv(int argc, char **argv) {
                                 return -EINVAL;
                         }
                         break;
+                case ARG_NAME:
+                        arg_init_name = optarg;
+                        break;
+                case ARG_ADDRESS: {
+                        unsigned char buf[sizeof(struct in6_addr)];
+
+                        if (inet_pton(AF_INET, optarg, buf) != 1 && inet_pton(AF_INET6, optarg, buf) != 1) {
+                                fprintf(stderr, "Invalid --address= \"%s\": expected a numeric IP address.\n",
+                                        optarg);
+                                return -EINVAL;
+                        }
+                        if (strv_append(&arg_init_addresses, optarg) < 0)
+                                return -ENOMEM;
+                        break;
+                }
+                case ARG_LISTEN: {
+                        unsigned char buf[sizeof(struct in6_addr)];
+
+                        if (inet_pton(AF_INET, optarg, buf) != 1 && inet_pton(AF_INET6, optarg, buf) != 1) {
+                                fprintf(stderr, "Invalid --listen= \"%s\": expected a numeric IP address.\n",
+                                        optarg);
+                                return -EINVAL;
+                        }
+                        arg_init_listen = optarg;
+                        break;
+                }
+                case ARG_PORT: {
+                        char *end;
+                        unsigned long p;
+
+                        errno = 0;
+                        p = strtoul(optarg, &end, 10);
+                        if (errno != 0 || end == optarg || *end || p == 0 || p > 65535 || optarg[0] == '-') {
+                                fprintf(stderr, "Invalid --port= \"%s\": expected 1-65535.\n", optarg);
+                                return -EINVAL;
+                        }
+                        arg_init_port = (uint16_t) p;
+                        break;
+                }
+                case ARG_FORCE:
+                        arg_force = true;
+                        break;
+                case ARG_DOMAIN:
+                        arg_domain_url = optarg;
+                        break;
+                case ARG_CA_FILE:
+                        arg_ca_file = optarg;
+                        break;
+                case ARG_ADMIN_TOKEN_FILE:
+                        arg_admin_token_file = optarg;
+                        break;
+                case ARG_DESCRIPTOR:
+                        arg_descriptor = optarg;
+                        break;
+                case ARG_PUBLISHER_KEY:
+                        arg_publisher_key = optarg;
+                        break;
+                case ARG_APPLICATION:
+                        arg_application = optarg;
+                        break;
+                case ARG_HYPERTY:
+                        if (strv_append(&arg_hyperties, optarg) < 0)
+                                return -ENOMEM;
+                        break;
+                case ARG_PROTOSTUB:
+                        if (strv_append(&arg_protostubs, optarg) < 0)
+                                return -ENOMEM;
+                        break;
                 case '?':
                         if (optopt > 0 && optopt < 0x80)
                                 fprintf(stderr, "Unknown option -%c or missing argument. See --help.\n", optopt);
@@ -441,6 +583,7 @@ int main(int argc, char **argv) {
         int r;
 
         log_open();
+        atexit(free_lists);
         r = parse_argv(argc, argv);
         if (r <= 0)
                 return r < 0 ? EXIT_USAGE : EXIT_OK;
@@ -451,6 +594,13 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "$RETHINK_AGENT_SOCKET needs an absolute path: %s\n", arg_socket);
                 return EXIT_USAGE;
         }
+
+        if (!arg_domain_url)
+                arg_domain_url = getenv("RETHINK_DOMAIN_URL");
+        if (!arg_ca_file)
+                arg_ca_file = getenv("RETHINK_CA_FILE");
+        if (!arg_admin_token_file)
+                arg_admin_token_file = getenv("RETHINK_ADMIN_TOKEN_FILE");
 
         if (optind >= argc) {
                 fprintf(stderr, "No command given. See --help.\n");
