@@ -208,6 +208,10 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_OBJS)
 
 fuzz: $(FUZZ_TARGETS)
 
+# Generated headers and objects made by chained rules: make would delete
+# them as intermediates after each run and rebuild them the next time.
+.SECONDARY: $(BPF_OBJS) $(BPF_SKELS) $(FUZZ_LIB_OBJS)
+
 # --- tests, demo, bench ----------------------------------------------------------
 
 check: all fuzz
