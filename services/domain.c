@@ -302,6 +302,14 @@ static int msg_check_bearer(H2Request *req, const char *scope, char **ret_subjec
         return 0;
 }
 
+/* hyperty:// messages go to the runtime the Global Registry knows hosts
+ * the hyperty. */
+static int msg_hyperty_lookup(const char *hyperty, char **ret_runtime, void *userdata) {
+        domain *d = userdata;
+
+        return registry_get_runtime(d->registry, hyperty, ret_runtime);
+}
+
 static void on_registry_status(const char *url, const char *status, void *userdata) {
         domain *d = userdata;
         int r;
@@ -342,6 +350,7 @@ int domain_start(domain *d) {
                 return log_error_errno(r, "Failed to set up the Messaging Service: %m");
         msg_set_auth_expiry(d->msg, msg_check_bearer, d);
         registry_set_status_handler(d->registry, on_registry_status, d);
+        msg_set_hyperty_lookup(d->msg, msg_hyperty_lookup, d);
         r = bootstrap_new(d->event, domain_config_get_name(d->config), dir, d->catalogue, d->dm, d->msg,
                           &d->bootstrap);
         if (r < 0)
