@@ -5,6 +5,7 @@
 
 #include "descriptor.h"
 #include "encoding.h"
+#include "json-util.h"
 #include "log.h"
 
 #define DESCRIPTION_MAX 4096
@@ -88,57 +89,17 @@ static bool text_is_clean(const char *s, size_t len) {
         return true;
 }
 
-/* See message.c: jansson recurses per level, so measure on the raw bytes. */
 static int check_raw_input(const char *data, size_t size, char **ret_reason) {
-        bool in_string = false, escaped = false;
-        unsigned depth = 0;
+        size_t at = 0;
+        int r;
 
-        for (size_t i = 0; i < size; i++) {
-                char c = data[i];
-
-                if (c == '\0')
-                        return fail(ret_reason, EBADMSG, "invalid JSON: NUL byte at offset %zu", i);
-                if (in_string) {
-                        if (escaped)
-                                escaped = false;
-                        else if (c == '\\')
-                                escaped = true;
-                        else if (c == '"')
-                                in_string = false;
-                        continue;
-                }
-                if (c == '"')
-                        in_string = true;
-                else if (c == '{' || c == '[') {
-                        if (++depth > DESCRIPTOR_MAX_DEPTH)
-                                return fail(ret_reason, E2BIG, "JSON nested deeper than %u levels at offset %zu",
-                                            DESCRIPTOR_MAX_DEPTH, i);
-                } else if ((c == '}' || c == ']') && depth > 0)
-                        depth--;
-        }
-        return 0;
-}
-
-static const char *json_error_reason(const json_error_t *e) {
-        switch (json_error_code(e)) {
-        case json_error_out_of_memory:
-                return "out of memory";
-        case json_error_invalid_utf8:
-                return "invalid UTF-8";
-        case json_error_premature_end_of_input:
-                return "unexpected end of input";
-        case json_error_end_of_input_expected:
-                return "trailing data after the JSON value";
-        case json_error_null_character:
-        case json_error_null_byte_in_key:
-                return "\\u0000 in a string";
-        case json_error_duplicate_key:
-                return "duplicate object key";
-        case json_error_numeric_overflow:
-                return "number too big";
-        default:
-                return "syntax error";
-        }
+        r = json_scan_raw(data, size, DESCRIPTOR_MAX_DEPTH, &at);
+        if (r == -EBADMSG)
+                return fail(ret_reason, EBADMSG, "invalid JSON: NUL byte at offset %zu", at);
+        if (r == -E2BIG)
+                return fail(ret_reason, E2BIG, "JSON nested deeper than %u levels at offset %zu",
+                            DESCRIPTOR_MAX_DEPTH, at);
+        return r;
 }
 
 static int check_string(json_t *v, const char *field, size_t max, const char **ret, char **ret_reason) {

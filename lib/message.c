@@ -7,6 +7,7 @@
 
 #include "address.h"
 #include "log.h"
+#include "json-util.h"
 #include "message.h"
 
 /* Depth of the body object inside a message. */
@@ -76,75 +77,16 @@ static void limits_resolve(const rt_message_limits *limits, size_t *ret_max_size
         *ret_max_depth = limits && limits->max_depth > 0 ? limits->max_depth : RT_MESSAGE_MAX_DEPTH_DEFAULT;
 }
 
-/* jansson recurses once per nesting level and allows 2048 of them, so the
- * depth is measured here first, on the raw bytes, without recursion.
- * Brackets inside strings do not count; a backslash escapes the next byte,
- * which is all it takes to find the end of a JSON string. */
 static int check_raw_input(const char *data, size_t size, unsigned max_depth, char **ret_reason) {
-        bool in_string = false, escaped = false;
-        unsigned depth = 0;
+        size_t at = 0;
+        int r;
 
-        for (size_t i = 0; i < size; i++) {
-                char c = data[i];
-
-                if (c == '\0')
-                        return fail(ret_reason, EBADMSG, "invalid JSON: NUL byte at offset %zu", i);
-
-                if (in_string) {
-                        if (escaped)
-                                escaped = false;
-                        else if (c == '\\')
-                                escaped = true;
-                        else if (c == '"')
-                                in_string = false;
-                        continue;
-                }
-
-                switch (c) {
-                case '"':
-                        in_string = true;
-                        break;
-                case '{':
-                case '[':
-                        if (++depth > max_depth)
-                                return fail(ret_reason, E2BIG, "JSON nested deeper than %u levels at offset %zu",
-                                            max_depth, i);
-                        break;
-                case '}':
-                case ']':
-                        /* Unbalanced input is jansson's to report. */
-                        if (depth > 0)
-                                depth--;
-                        break;
-                }
-        }
-
-        return 0;
-}
-
-/* Our own words for jansson's errors: its texts quote the input. */
-static const char *json_error_reason(const json_error_t *e) {
-        switch (json_error_code(e)) {
-        case json_error_out_of_memory:
-                return "out of memory";
-        case json_error_stack_overflow:
-                return "nested too deeply";
-        case json_error_invalid_utf8:
-                return "invalid UTF-8";
-        case json_error_premature_end_of_input:
-                return "unexpected end of input";
-        case json_error_end_of_input_expected:
-                return "trailing data after the JSON value";
-        case json_error_null_character:
-        case json_error_null_byte_in_key:
-                return "\\u0000 in a string";
-        case json_error_duplicate_key:
-                return "duplicate object key";
-        case json_error_numeric_overflow:
-                return "number too big";
-        default:
-                return "syntax error";
-        }
+        r = json_scan_raw(data, size, max_depth, &at);
+        if (r == -EBADMSG)
+                return fail(ret_reason, EBADMSG, "invalid JSON: NUL byte at offset %zu", at);
+        if (r == -E2BIG)
+                return fail(ret_reason, E2BIG, "JSON nested deeper than %u levels at offset %zu", max_depth, at);
+        return r;
 }
 
 static bool key_is_safe_to_quote(const char *key) {
