@@ -33,6 +33,9 @@
 
 /* Default time a request waits for its response. */
 #define HYPERTY_REQUEST_TIMEOUT_USEC (30ULL * 1000000ULL)
+/* Bytes of output queued while the runtime does not read; past it sending
+ * fails with -ENOBUFS (the bus server's own bound is the same, docs/bus.md). */
+#define HYPERTY_OUTPUT_MAX (1024u * 1024u)
 
 typedef struct hyperty hyperty;
 
@@ -42,6 +45,8 @@ typedef struct hyperty_options {
         const char *runtime;            /* NULL: $RETHINK_RUNTIME */
         const char *token;              /* NULL: $CREDENTIALS_DIRECTORY/rethink-bus-token, else $RETHINK_BUS_TOKEN */
         uint64_t request_timeout_usec;  /* 0: HYPERTY_REQUEST_TIMEOUT_USEC */
+        uint64_t reconnect_initial_usec; /* 0: 250 ms; first delay before reconnecting */
+        uint64_t reconnect_max_usec;    /* 0: 30 s; the delays grow (lib/backoff) up to this */
 } hyperty_options;
 
 /* A message that is not a response to one of ours. The handler may answer
@@ -67,7 +72,14 @@ void hyperty_set_message_handler(hyperty *h, hyperty_message_handler_t handler, 
 void hyperty_set_connectivity_handler(hyperty *h, hyperty_connectivity_handler_t handler, void *userdata);
 void hyperty_set_state_handler(hyperty *h, hyperty_state_handler_t handler, void *userdata);
 
-/* Starts connecting; returns at once. */
+/* The component's configuration: $RETHINK_COMPONENT_CONFIGURATION parsed
+ * (a new reference), an empty object when it is unset. -EINVAL when it is
+ * not a JSON object (duplicate keys refused). */
+int hyperty_get_configuration(json_t **ret);
+
+/* Starts connecting; returns at once. Connecting again while connected or
+ * connecting does nothing. hyperty_free() may be called from inside any
+ * handler; no handler is called after it. */
 int hyperty_connect(hyperty *h);
 bool hyperty_is_connected(const hyperty *h);
 
@@ -76,6 +88,8 @@ const char *hyperty_get_runtime(const hyperty *h);
 /* From the hello answer; NULL before it. */
 const char *hyperty_get_domain(const hyperty *h);
 const char *hyperty_get_connectivity(const hyperty *h);
+/* Requests waiting for their response. */
+size_t hyperty_get_n_pending(const hyperty *h);
 
 /* Sends a message from the instance's own address (from may be given by
  * protostubs relaying for others; NULL otherwise). body is borrowed. With
@@ -87,16 +101,20 @@ int hyperty_send(hyperty *h, rt_message_type type, const char *from, const char 
 /* Sends a ready-made message as it is (protostubs relaying). */
 int hyperty_send_message(hyperty *h, const rt_message *m);
 /* Answers request with code, description (NULL: none) and value (NULL:
- * none, borrowed). */
+ * none, borrowed), from the instance's own address: the bus takes no other
+ * from a hyperty, even for a request to one of its ctxt:// resources; the
+ * requester correlates by id. */
 int hyperty_reply(hyperty *h, const rt_message *request, int code, const char *description, json_t *value);
 
 /* The context address of one of the instance's resources:
  * ctxt://<domain>/<uuid>/<name>. To be freed. */
 char *hyperty_resource_address(const hyperty *h, const char *name);
 
-/* create to the runtime, resource "registration" (docs/bus.md). */
+/* create to the runtime, body {"attribute": "registration", "value":
+ * registration} (docs/bus.md). */
 int hyperty_register(hyperty *h, json_t *registration, hyperty_response_handler_t handler, void *userdata);
-/* update to hyperty_resource_address(name) with body.value = senml. */
+/* update to hyperty_resource_address(name) with body.resource and
+ * body.value = senml (checked with lib/senml: -EINVAL); fire and forget. */
 int hyperty_publish(hyperty *h, const char *name, json_t *senml);
 /* via NULL: the domain's subscription manager
  * (domain://msg-node.<domain of resource>/sm); else a p2p protostub. */
