@@ -40,6 +40,10 @@ static const char *const migrations[] = {
         "  created_usec INTEGER NOT NULL,"
         "  PRIMARY KEY (resource, subscriber)"
         ") WITHOUT ROWID;",
+        /* Version 2: runtimes a device's protostub opened (e.g. its
+         * messaging protostub) are not the device's own runtime, which
+         * device management sends its orders to. */
+        "ALTER TABLE runtimes ADD COLUMN protostub INTEGER NOT NULL DEFAULT 0;",
 };
 
 typedef struct session session;
@@ -364,7 +368,8 @@ int msg_get_runtime_of(msg *m, const char *owner, char **ret) {
 
         if (!m || !owner || !ret)
                 return -EINVAL;
-        r = db_prepare(m->db, "SELECT runtime FROM runtimes WHERE owner = ?1 ORDER BY created_usec DESC LIMIT 1", &st);
+        r = db_prepare(m->db, "SELECT runtime FROM runtimes WHERE owner = ?1 AND protostub = 0 "
+                       "ORDER BY created_usec DESC LIMIT 1", &st);
         if (r >= 0)
                 r = db_bind_text(m->db, st, 1, owner);
         if (r >= 0)
@@ -958,12 +963,12 @@ static json_t *session_json(session *s) {
 
 /* Binds runtime to owner on first use, persistently: a restart must not
  * let another subject take over a runtime (and its subscriptions). */
-static int claim_runtime(msg *m, const char *runtime, const char *owner) {
+static int claim_runtime(msg *m, const char *runtime, const char *owner, bool protostub) {
         sqlite3_stmt *st;
         int r;
 
         r = db_prepare(m->db,
-                       "INSERT INTO runtimes (runtime, owner, created_usec) VALUES (?1, ?2, ?3) "
+                       "INSERT INTO runtimes (runtime, owner, created_usec, protostub) VALUES (?1, ?2, ?3, ?4) "
                        "ON CONFLICT (runtime) DO NOTHING",
                        &st);
         if (r >= 0)
@@ -972,6 +977,8 @@ static int claim_runtime(msg *m, const char *runtime, const char *owner) {
                 r = db_bind_text(m->db, st, 2, owner);
         if (r >= 0)
                 r = db_bind_int64(m->db, st, 3, (int64_t) now(CLOCK_REALTIME));
+        if (r >= 0)
+                r = db_bind_int64(m->db, st, 4, protostub);
         if (r >= 0)
                 r = db_step_done(m->db, st);
         if (r < 0)
@@ -1126,6 +1133,7 @@ static int on_session_open(route_request *rr, void *userdata) {
         _cleanup_rt_address_ rt_address *a = NULL;
         const uint8_t *data;
         const char *runtime;
+        json_t *protostub;
         json_error_t err;
         session *s;
         size_t size;
@@ -1141,8 +1149,11 @@ static int on_session_open(route_request *rr, void *userdata) {
                 return route_respond_error(rr, 400, "expected a JSON object {\"runtime\": \"runtime://%s/<uuid>\"}",
                                            m->domain);
         runtime = json_string_value(json_object_get(body, "runtime"));
-        if (!runtime || json_object_size(body) != 1)
-                return route_respond_error(rr, 400, "expected exactly one field, \"runtime\"");
+        protostub = json_object_get(body, "protostub");
+        if (!runtime || (protostub && !json_is_boolean(protostub)) ||
+            json_object_size(body) != 1 + !!protostub)
+                return route_respond_error(rr, 400,
+                                           "expected the fields \"runtime\" and, optionally, \"protostub\" (a boolean)");
         r = rt_address_parse(runtime, &a, &why);
         if (r < 0)
                 return route_respond_error(rr, 400, "runtime: %s", why ?: "not a valid address");
@@ -1160,7 +1171,7 @@ static int on_session_open(route_request *rr, void *userdata) {
                 return route_respond_json(rr, 200, answer, NULL, 0);
         }
 
-        r = claim_runtime(m, runtime, subject);
+        r = claim_runtime(m, runtime, subject, json_is_true(protostub));
         if (r == -EPERM)
                 return route_respond_error(rr, 403, "the runtime belongs to another subject");
         if (r < 0)
@@ -1451,7 +1462,91 @@ static int on_messages(route_request *rr, void *userdata) {
         return route_respond_json(rr, 202, answer, NULL, 0);
 }
 
+/* --- admin: the Global M2M Resource Directory ------------------------------------- */
+
+#define RESOURCES_LIMIT_DEFAULT 100
+#define RESOURCES_LIMIT_MAX 1000
+
+typedef struct resource_page {
+        const char *prefix, *cursor;
+        size_t limit;
+        json_t *list;
+        const char *last;
+        bool more;
+} resource_page;
+
+static int add_resource(const char *resource, const char *reporter, const char *runtime, json_t *value,
+                        size_t n_subscribers, void *userdata) {
+        resource_page *p = userdata;
+        json_t *o;
+
+        if (p->cursor && strcmp(resource, p->cursor) <= 0)
+                return 0;
+        if (p->prefix && rt_address_string_has_prefix(resource, p->prefix) <= 0)
+                return 0;
+        if (json_array_size(p->list) >= p->limit) {
+                p->more = true;
+                return 1;
+        }
+        o = json_pack("{s:s, s:s?, s:s?, s:O?, s:I}", "resource", resource, "reporter", reporter, "runtime", runtime,
+                      "value", value, "subscribers", (json_int_t) n_subscribers);
+        if (!o || json_array_append_new(p->list, o) < 0)
+                return -ENOMEM;
+        p->last = resource;
+        return 0;
+}
+
+/* GET /admin/resources[?prefix=ctxt://…][&limit=N][&cursor=<next>]: every
+ * resource with its reporter and last value, in name order, paged by name. */
+static int on_admin_resources(route_request *rr, void *userdata) {
+        static const char *const allowed[] = { "prefix", "limit", "cursor", NULL };
+        msg *m = userdata;
+        _cleanup_free_ char *prefix = NULL, *limit = NULL, *cursor = NULL;
+        _cleanup_(json_decrefp) json_t *answer = NULL;
+        resource_page p = { .limit = RESOURCES_LIMIT_DEFAULT };
+        int r;
+
+        if (route_query_check_allowed(rr, allowed) < 0)
+                return route_respond_error(rr, 400, "query: unknown parameter (allowed: prefix, limit, cursor)");
+        if ((r = route_query_get(rr, "prefix", &prefix)) == -ENOMEM || (r = route_query_get(rr, "limit", &limit)) == -ENOMEM ||
+            (r = route_query_get(rr, "cursor", &cursor)) == -ENOMEM)
+                return -ENOMEM;
+        if (prefix && (!rt_address_is_valid(prefix) || strncmp(prefix, "ctxt://", 7) != 0))
+                return route_respond_error(rr, 400, "query parameter 'prefix': expected a ctxt:// address");
+        if (cursor && !rt_address_is_valid(cursor))
+                return route_respond_error(rr, 400, "query parameter 'cursor': expected the 'next' of a previous page");
+        if (limit) {
+                char *end;
+                unsigned long v;
+
+                errno = 0;
+                v = strtoul(limit, &end, 10);
+                if (errno != 0 || end == limit || *end || limit[0] < '0' || limit[0] > '9' || v < 1 ||
+                    v > RESOURCES_LIMIT_MAX)
+                        return route_respond_error(rr, 400, "query parameter 'limit': expected an integer from 1 to %d",
+                                                   RESOURCES_LIMIT_MAX);
+                p.limit = v;
+        }
+        p.prefix = prefix;
+        p.cursor = cursor;
+        p.list = json_array();
+        if (!p.list)
+                return -ENOMEM;
+        r = rd_foreach_resource(m->rd, add_resource, &p);
+        if (r < 0) {
+                json_decref(p.list);
+                return r;
+        }
+        answer = json_pack("{s:o}", "resources", p.list);
+        if (!answer)
+                return -ENOMEM;
+        if (p.more && json_object_set_new(answer, "next", json_string(p.last)) < 0)
+                return -ENOMEM;
+        return route_respond_json(rr, 200, answer, NULL, 0);
+}
+
 static const route routes[] = {
+        { .method = "GET", .pattern = "/admin/resources", .flags = ROUTE_ADMIN, .handler = on_admin_resources },
         { .method = "POST", .pattern = "/msg/sessions", .max_body = 4096, .handler = on_session_open },
         { .method = "DELETE", .pattern = "/msg/sessions/*", .handler = on_session_delete },
         { .method = "GET", .pattern = "/msg/sessions/*/stream", .handler = on_stream },

@@ -21,6 +21,9 @@
 #define RT_B "runtime://" DOMAIN "/0b5c2a7e-3a4d-4c8f-9a51-6f0e2d7c1a02"
 #define RT_C "runtime://" DOMAIN "/0b5c2a7e-3a4d-4c8f-9a51-6f0e2d7c1a03"
 #define RT_D "runtime://" DOMAIN "/0b5c2a7e-3a4d-4c8f-9a51-6f0e2d7c1a04"
+/* Runtimes no other test uses: ownership is persistent. */
+#define RT_STUB "runtime://" DOMAIN "/0b5c2a7e-3a4d-4c8f-9a51-6f0e2d7c1a0e"
+#define RT_STUB2 "runtime://" DOMAIN "/0b5c2a7e-3a4d-4c8f-9a51-6f0e2d7c1a0f"
 #define HY_A "hyperty://" DOMAIN "/7d1e9f60-52a8-4b1c-8e0d-3c4b5a697801"
 #define HY_B "hyperty://" DOMAIN "/7d1e9f60-52a8-4b1c-8e0d-3c4b5a697802"
 #define TEMP "ctxt://" DOMAIN "/house/kitchen/temp"
@@ -366,6 +369,30 @@ static void test_session_open(void) {
 
         other.session[0] = '\0';
         rt_close(&other);
+        rt_close(&a);
+}
+
+/* A device's protostub opens sessions for runtimes of its own; device
+ * management keeps sending to the agent's. */
+static void test_protostub_runtime(void) {
+        _cleanup_free_ char *runtime = NULL;
+        H2TestFetch f;
+        Runtime a;
+
+        rt_open(&a, RT_A, "dev-a", false);
+        rt_request(&a, &f, "POST", "/msg/sessions", "{\"runtime\":\"" RT_STUB "\",\"protostub\":true}");
+        CU_ASSERT_EQUAL(h2_client_request_get_status(f.req), 201);
+        h2_test_fetch_done(&f);
+        /* RT_B is newer, but a protostub's. */
+        CU_ASSERT_EQUAL(msg_get_runtime_of(F.msg, "dev-a", &runtime), 1);
+        CU_ASSERT_STRING_EQUAL(runtime, RT_A);
+
+        rt_request(&a, &f, "POST", "/msg/sessions", "{\"runtime\":\"" RT_STUB2 "\",\"protostub\":1}");
+        CU_ASSERT_TRUE(is_error(&f, 400, "protostub"));
+        h2_test_fetch_done(&f);
+        rt_request(&a, &f, "POST", "/msg/sessions", "{\"runtime\":\"" RT_STUB2 "\",\"protostub\":false,\"extra\":1}");
+        CU_ASSERT_TRUE(is_error(&f, 400, "protostub"));
+        h2_test_fetch_done(&f);
         rt_close(&a);
 }
 
@@ -984,6 +1011,7 @@ static void test_slow_reader(void) {
 
 static CU_TestInfo tests[] = {
         { "session open, re-open, auth and ownership", test_session_open },
+        { "a protostub's runtime is not the device's runtime", test_protostub_runtime },
         { "two runtimes exchange messages, hyperty routing, responses by id", test_two_runtimes_exchange },
         { "unknown destination, spoofed from, malformed input", test_unknown_destination_and_spoofing },
         { "subscribe, publish, fan-out to three, last value", test_pubsub_fanout },
