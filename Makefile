@@ -27,6 +27,7 @@ UNITDIR ?= /lib/systemd/system
 CATALOGDIR ?= /usr/lib/systemd/catalog
 SYSUSERSDIR ?= /usr/lib/sysusers.d
 TMPFILESDIR ?= /usr/lib/tmpfiles.d
+POLKITRULESDIR ?= /usr/share/polkit-1/rules.d
 
 CC ?= cc
 CLANG ?= clang
@@ -60,7 +61,7 @@ ifeq ($(SANITIZE),1)
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 endif
 
-BASE_CPPFLAGS := -D_GNU_SOURCE -Ilib -I$(BUILD) -I$(BUILD)/bpf -Ibpf -Idaemon -Ictl -Inetlink -Iservices
+BASE_CPPFLAGS := -D_GNU_SOURCE -Ilib -I$(BUILD) -I$(BUILD)/bpf -Ibpf -Idaemon -Ictl -Inetlink -Iservices -Ihyperties/lib
 BASE_CFLAGS := -std=gnu11 -O2 -g -fPIC $(WARNINGS) $(SAN_FLAGS)
 ALL_CPPFLAGS = $(BASE_CPPFLAGS) $(PKG_CFLAGS) $(CPPFLAGS)
 ALL_CFLAGS = $(BASE_CFLAGS) $(CFLAGS)
@@ -114,7 +115,7 @@ UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz-*.c)
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
 
-.PHONY: all check demo install clean help fuzz bench deps deb programs
+.PHONY: all check demo demo-qos install clean help fuzz bench deps deb programs examples
 .DEFAULT_GOAL := all
 
 all: $(PROGRAMS) $(STANDALONE_PROGS) $(UNIT_TESTS) $(BPF_OBJS)
@@ -220,8 +221,16 @@ check: all fuzz
 demo: all
 	BUILD=$(abspath $(BUILD)) scripts/demo
 
+demo-qos: all
+	BUILD=$(abspath $(BUILD)) scripts/demo-qos
+
 bench: all
 	BUILD=$(abspath $(BUILD)) bench/run-all
+
+# The example hyperties as packages and descriptors for the Catalogue
+# (docs/libhyperty.md), into $(BUILD)/examples.
+examples: $(BUILD)/hyperties/context-producer $(BUILD)/hyperties/context-consumer
+	scripts/make-examples --build=$(abspath $(BUILD)) --out=$(abspath $(BUILD))/examples
 
 # Debian packages from a clean copy of the tree, checked by lintian; into
 # $(BUILD)/deb. See packaging/build-deb.
@@ -241,6 +250,7 @@ install: programs
 	$(if $(wildcard units/sysusers.d/*.conf),$(INSTALL) -d $(DESTDIR)$(SYSUSERSDIR) && $(INSTALL) -m 0644 units/sysusers.d/*.conf $(DESTDIR)$(SYSUSERSDIR)/)
 	$(if $(wildcard units/tmpfiles.d/*.conf),$(INSTALL) -d $(DESTDIR)$(TMPFILESDIR) && $(INSTALL) -m 0644 units/tmpfiles.d/*.conf $(DESTDIR)$(TMPFILESDIR)/)
 	$(if $(wildcard units/conf/*.conf),$(INSTALL) -d $(DESTDIR)$(SYSCONFDIR)/rethink && $(INSTALL) -m 0644 units/conf/*.conf $(DESTDIR)$(SYSCONFDIR)/rethink/)
+	$(if $(wildcard units/polkit/*.rules),$(INSTALL) -d $(DESTDIR)$(POLKITRULESDIR) && $(INSTALL) -m 0644 units/polkit/*.rules $(DESTDIR)$(POLKITRULESDIR)/)
 
 clean:
 	rm -rf build build-asan
