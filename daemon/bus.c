@@ -558,6 +558,12 @@ static const char *check_from(const bus *b, const bus_client *c, const rt_messag
                 return NULL;
         if (c->instance->kind == BUS_INSTANCE_HYPERTY)
                 return "'from' is not the sender's own address";
+        /* The domain's resource directory answers what was sent to a
+         * resource (a publication) in the resource's name; an answer
+         * orders nothing, so a protostub may relay it. */
+        if (rt_message_get_type(m) == RT_MESSAGE_RESPONSE && has_scheme(from, "ctxt") &&
+            !find_instance(b, from) && !streq(from, b->runtime))
+                return NULL;
         if (address_is_local(b, from))
                 return "'from' names an address of this device";
         return NULL;

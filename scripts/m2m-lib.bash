@@ -121,7 +121,7 @@ m2m_publish_all() {
 		"{\"resource\":\"temperature\",\"mode\":\"auto\",\"switchAfter\":${M_SWITCH_AFTER:-3},\"staleSec\":10,\"retrySec\":2}" || return 1
 	# The same consumer, told to use publish/subscribe through the domain.
 	m2m_publish hyperty context-consumer-pubsub "$BUILD/hyperties/context-consumer" \
-		'{"resource":"temperature","mode":"pubsub","switchAfter":0,"staleSec":10,"retrySec":2}'
+		"{\"resource\":\"temperature\",\"mode\":\"pubsub\",\"switchAfter\":${M_SWITCH_AFTER:-3},\"staleSec\":10,\"retrySec\":2}"
 }
 
 m2m_write_agent_config() {

@@ -652,6 +652,14 @@ static void dispatch_message(hyperty *h, const rt_message *m) {
                         handle_hello_answer(h, m);
                         return;
                 }
+                /* An answer to someone a protostub relays for (the domain,
+                 * a peer) is the protostub's to carry on, not one of its
+                 * own requests: ids are only unique per sender. */
+                if (!streq(rt_message_get_to(m, 0), h->address) && h->state == LINK_READY) {
+                        if (h->message_handler)
+                                h->message_handler(h, m, h->message_userdata);
+                        return;
+                }
                 p = pending_find(h, rt_message_get_id(m));
                 if (!p) {
                         /* Late (after its 408) or not ours: nobody waits. */

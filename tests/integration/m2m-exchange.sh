@@ -99,6 +99,9 @@ values_match_pubsub() {
 	done
 }
 t_check "pubsub values are the producer's" values_match_pubsub
+CONSUMER_PS=$(instance_of b context-consumer-pubsub)
+t_check "actuation through the domain reaches the producer" m2m_wait 30 comp_has a context-producer "switch o[nf]* by $CONSUMER_PS"
+t_check "the producer's answer comes back through the domain" m2m_wait 20 comp_has b context-consumer-pubsub "switched ctxt://${PRODUCER#hyperty://}/switch: 200"
 
 # --- refusals -----------------------------------------------------------------------
 lrd_status() {

@@ -532,6 +532,15 @@ static void test_from_checks(void) {
         e4 = tc_recv(s);
         check_response(e4, 34, 403, B, NULL);
 
+        /* An answer in the name of a local resource (the domain answering
+         * a publication to it) is relayed: it orders nothing. */
+        CU_ASSERT_TRUE(tc_send(s, "{\"id\":36,\"type\":\"response\",\"from\":\"ctxt://" D "/" UA "/t\",\"to\":\"" A "\",\"body\":{\"code\":200}}\n"));
+        {
+                _cleanup_rt_message_ rt_message *answer = tc_recv(a);
+                CU_ASSERT_PTR_NOT_NULL_FATAL(answer);
+                CU_ASSERT_EQUAL(rt_message_get_id(answer), 36u);
+        }
+
         /* Nothing of the refused reached B: the next thing it gets is this. */
         CU_ASSERT_TRUE(tc_send(a, "{\"id\":35,\"type\":\"read\",\"from\":\"" A "\",\"to\":\"" B "\",\"body\":{}}\n"));
         {
