@@ -21,6 +21,7 @@
 #include "store.h"
 #include "time-util.h"
 #include "tls.h"
+#include "userdb.h"
 
 struct domain {
         sd_event *event;
@@ -31,6 +32,7 @@ struct domain {
         catalogue *catalogue;
         dm *dm;
         idm *idm;
+        userdb *users;
         registry *registry;
         msg *msg;
         bootstrap *bootstrap;
@@ -78,6 +80,7 @@ domain *domain_free(domain *d) {
         dm_free(d->dm);
         registry_free(d->registry);
         idm_free(d->idm);
+        userdb_free(d->users);
         catalogue_free(d->catalogue);
         router_free(d->router);
         auth_free(d->auth);
@@ -283,6 +286,14 @@ static int idm_device_lookup(const char *endpoint, char **ret_public_key, bool *
         return k ? 0 : key ? -ENOMEM : -ENOENT;
 }
 
+/* The IdM's password grant asks the user store. */
+static int idm_password_check(const char *username, const char *password, unsigned *ret_retry_after_sec,
+                              void *userdata) {
+        domain *d = userdata;
+
+        return userdb_authenticate(d->users, username, password, 0, ret_retry_after_sec);
+}
+
 /* The Messaging Service asks the IdM who is calling. */
 static int msg_check_bearer(H2Request *req, const char *scope, char **ret_subject, uint64_t *ret_expiry,
                             const char **ret_reason, void *userdata) {
@@ -342,6 +353,12 @@ int domain_start(domain *d) {
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the IdM: %m");
         idm_set_device_lookup(d->idm, idm_device_lookup, d);
+        /* Admin routes take the IdM's admin tokens. */
+        auth_set_idm(d->auth, d->idm);
+        r = userdb_new(dir, domain_config_get_name(d->config), &d->users);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the users in %s: %m", dir);
+        idm_set_password_check(d->idm, idm_password_check, d);
         r = registry_new(d->event, dir, domain_config_get_name(d->config), d->idm, &d->registry);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the Global Registry: %m");
@@ -370,6 +387,8 @@ int domain_start(domain *d) {
                 r = dm_add_routes(d->dm, d->router);
         if (r >= 0)
                 r = idm_add_routes(d->idm, d->router);
+        if (r >= 0)
+                r = userdb_add_routes(d->users, d->router);
         if (r >= 0)
                 r = registry_add_routes(d->registry, d->router);
         if (r >= 0)
@@ -434,6 +453,13 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
 int domain_run(domain *d) {
         sigset_t mask;
         int r;
+
+        /* OpenSSL writes to the socket with write(): a device that resets
+         * its connection (a link that comes back, a killed agent) must
+         * cost that connection an EPIPE, not the whole domain. systemd
+         * does the same for services with IgnoreSIGPIPE=yes. */
+        if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
+                return log_error_errno(errno, "Failed to ignore SIGPIPE: %m");
 
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
