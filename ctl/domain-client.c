@@ -17,6 +17,7 @@ struct domain_client {
         SSL_CTX *tls;
         H2Client *h2;
         char *url, *host, *authority, *authorization;
+        char *credential; /* the admin credential, until exchanged for a token */
         uint16_t port;
         uint64_t timeout_usec;
         char error[512];
@@ -141,9 +142,10 @@ int domain_client_new(const char *url, const char *ca_file, const char *admin_to
                 c->authority = NULL;
                 goto fail;
         }
-        if (admin_token && asprintf(&c->authorization, "Bearer %s", admin_token) < 0) {
-                c->authorization = NULL;
-                goto fail;
+        if (admin_token) {
+                c->credential = strdup(admin_token);
+                if (!c->credential)
+                        goto fail;
         }
         if (tls) {
                 /* No CA file: the system's bundle, as for any https:// client. */
@@ -171,6 +173,9 @@ domain_client *domain_client_free(domain_client *c) {
         if (c->authorization)
                 explicit_bzero_safe(c->authorization, strlen(c->authorization));
         free(c->authorization);
+        if (c->credential)
+                explicit_bzero_safe(c->credential, strlen(c->credential));
+        free(c->credential);
         free(c->authority);
         free(c->host);
         free(c->url);
@@ -381,11 +386,101 @@ static int run(domain_client *c, const char *method, const char *path, const cha
         return k->error;
 }
 
+/* RFC 3986 unreserved characters stay, everything else is %XX: what an
+ * application/x-www-form-urlencoded value may hold. */
+static int form_escape(const char *s, char **ret) {
+        static const char hex[] = "0123456789ABCDEF";
+        char *t, *q;
+
+        t = malloc(strlen(s) * 3 + 1);
+        if (!t)
+                return -ENOMEM;
+        for (q = t; *s; s++) {
+                unsigned char ch = (unsigned char) *s;
+
+                if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                    strchr("-._~", ch))
+                        *q++ = (char) ch;
+                else {
+                        *q++ = '%';
+                        *q++ = hex[ch >> 4];
+                        *q++ = hex[ch & 15];
+                }
+        }
+        *q = '\0';
+        *ret = t;
+        return 0;
+}
+
+/* Exchanges the admin credential for an access token with scope "admin"
+ * at POST /idm/token (docs/protocol.md, IdM). The first admin request does
+ * this, once per client. A refusal comes back in *ret_refusal. */
+static int get_admin_token(domain_client *c, domain_response **ret_refusal) {
+        _cleanup_free_ char *secret = NULL, *form = NULL;
+        call k = { .client = c };
+        json_t *j;
+        const char *token;
+        int r;
+
+        r = form_escape(c->credential, &secret);
+        if (r < 0)
+                return r;
+        if (asprintf(&form, "grant_type=client_credentials&client_id=admin&scope=admin&client_secret=%s", secret) < 0) {
+                explicit_bzero_safe(secret, strlen(secret));
+                return -ENOMEM;
+        }
+        explicit_bzero_safe(secret, strlen(secret));
+        r = run(c, "POST", "/idm/token", "application/x-www-form-urlencoded", form, strlen(form), &k, true);
+        explicit_bzero_safe(form, strlen(form));
+        if (r >= 0 && !k.response)
+                r = -EBADMSG;
+        if (r < 0) {
+                domain_response_free(k.response);
+                return r;
+        }
+        if (k.response->status != 200) {
+                *ret_refusal = k.response;
+                return 0;
+        }
+        j = json_loadb(k.response->body, k.response->size, 0, NULL);
+        token = json_string_value(json_object_get(j, "access_token"));
+        r = token ? 0 : -EBADMSG;
+        if (r == 0 && asprintf(&c->authorization, "Bearer %s", token) < 0) {
+                c->authorization = NULL;
+                r = -ENOMEM;
+        }
+        if (r == -EBADMSG)
+                snprintf(c->error, sizeof(c->error), "the token endpoint answered without an access token");
+        json_decref(j);
+        domain_response_free(k.response);
+        if (r == 0) {
+                explicit_bzero_safe(c->credential, strlen(c->credential));
+                free(c->credential);
+                c->credential = NULL;
+        }
+        return r;
+}
+
+/* Before the first request that is not for the IdM itself. */
+static int ensure_token(domain_client *c, const char *path, domain_response **ret_refusal) {
+        if (!c->credential || c->authorization || strncmp(path, "/idm/", 5) == 0)
+                return 0;
+        return get_admin_token(c, ret_refusal);
+}
+
 int domain_client_call(domain_client *c, const char *method, const char *path, const char *content_type,
                        const void *body, size_t size, domain_response **ret) {
+        domain_response *refusal = NULL;
         call k = { .client = c };
         int r;
 
+        r = ensure_token(c, path, &refusal);
+        if (r < 0)
+                return r;
+        if (refusal) {
+                *ret = refusal;
+                return 0;
+        }
         r = run(c, method, path, content_type, body, size, &k, true);
         if (r >= 0 && !k.response)
                 r = -EBADMSG;
@@ -400,8 +495,19 @@ int domain_client_call(domain_client *c, const char *method, const char *path, c
 int domain_client_follow(domain_client *c, const char *path, int (*on_line)(const char *line, void *userdata),
                          void *userdata, domain_response **ret_error) {
         call k = { .client = c, .on_line = on_line, .userdata = userdata };
+        domain_response *refusal = NULL;
         int r;
 
+        r = ensure_token(c, path, &refusal);
+        if (r < 0)
+                return r;
+        if (refusal) {
+                if (ret_error)
+                        *ret_error = refusal;
+                else
+                        domain_response_free(refusal);
+                return -EBADE;
+        }
         r = run(c, "GET", path, NULL, NULL, 0, &k, false);
         free(k.partial);
         if (r >= 0 && k.response && (k.response->status < 200 || k.response->status > 299)) {

@@ -31,7 +31,11 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(domain_response *, domain_response_free);
 
 /* -EINVAL for a URL that is not one of the above, -EPROTONOSUPPORT for
  * another scheme, -ENOENT/-EACCES/-EBADMSG for an unreadable CA file.
- * admin_token (may be NULL) goes out as the bearer credential. */
+ * admin_token (may be NULL) is the admin credential: before the first
+ * request that is not for /idm/ the client exchanges it for an IdM access
+ * token with scope "admin" (POST /idm/token, client_credentials), and
+ * sends that as the bearer token from then on. If the IdM refuses, that
+ * answer (401 ...) is what the call returns. */
 int domain_client_new(const char *url, const char *ca_file, const char *admin_token, uint64_t timeout_usec,
                       domain_client **ret);
 domain_client *domain_client_free(domain_client *c);

@@ -107,6 +107,10 @@ struct H2Connection {
         uint64_t idle_since;
         bool request_timer_armed;
 
+        /* The client's address, from accept time (family AF_UNSPEC if
+         * unknown). */
+        struct sockaddr_storage peer;
+
         bool refused;
         bool draining;    /* GOAWAY sent: close when no stream is left */
         bool close_after_goaway;
@@ -211,6 +215,33 @@ const char *h2_request_get_authority(H2Request *req) {
 const char *h2_request_get_scheme(H2Request *req) {
         return req ? hstr(req, req->scheme) : NULL;
 }
+int h2_request_get_peer_address(H2Request *req, char *buf, size_t size) {
+        const struct sockaddr_storage *ss;
+        const void *a;
+        int family;
+
+        if (!req || !buf)
+                return -EINVAL;
+        if (!req->conn)
+                return -ENOTCONN;
+        ss = &req->conn->peer;
+        if (ss->ss_family == AF_INET) {
+                family = AF_INET;
+                a = &((const struct sockaddr_in *) ss)->sin_addr;
+        } else if (ss->ss_family == AF_INET6) {
+                const struct in6_addr *in6 = &((const struct sockaddr_in6 *) ss)->sin6_addr;
+
+                /* A dual-stack socket reports IPv4 clients as ::ffff:a.b.c.d;
+                 * the address is the IPv4 one. */
+                family = IN6_IS_ADDR_V4MAPPED(in6) ? AF_INET : AF_INET6;
+                a = family == AF_INET ? (const void *) &in6->s6_addr[12] : (const void *) in6;
+        } else
+                return -EAFNOSUPPORT;
+        if (!inet_ntop(family, a, buf, (socklen_t) size))
+                return -errno;
+        return 0;
+}
+
 int32_t h2_request_get_stream_id(H2Request *req) {
         return req ? req->stream_id : -1;
 }
@@ -1192,6 +1223,9 @@ static int connection_new(H2Server *s, int fd) {
         c->n_ref = 1;
         c->server = s;
         s->n_ref++;
+        socklen_t peer_len = sizeof(c->peer);
+        if (getpeername(fd, (struct sockaddr *) &c->peer, &peer_len) < 0)
+                c->peer.ss_family = AF_UNSPEC;
 
         r = nghttp2_session_server_new2(&c->session, s->callbacks, c, s->option);
         if (r < 0) {

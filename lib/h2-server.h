@@ -112,6 +112,10 @@ const char *h2_request_get_path(H2Request *req);
 const char *h2_request_get_query(H2Request *req);
 const char *h2_request_get_authority(H2Request *req);
 const char *h2_request_get_scheme(H2Request *req);
+/* The client's IP address (numeric, IPv4-mapped IPv6 as IPv4) into buf of
+ * size bytes (INET6_ADDRSTRLEN is enough). -ENOTCONN when the stream is
+ * gone, -EAFNOSUPPORT for a socket without one (AF_UNIX). */
+int h2_request_get_peer_address(H2Request *req, char *buf, size_t size);
 /* First header with that name (case-insensitive), or NULL. */
 const char *h2_request_get_header(H2Request *req, const char *name);
 size_t h2_request_get_n_headers(H2Request *req);

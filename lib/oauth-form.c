@@ -16,6 +16,8 @@ static const char *const param_names[_OAUTH_FORM_PARAM_MAX] = {
         [OAUTH_CLIENT_SECRET] = "client_secret",
         [OAUTH_CLIENT_ASSERTION_TYPE] = "client_assertion_type",
         [OAUTH_CLIENT_ASSERTION] = "client_assertion",
+        [OAUTH_USERNAME] = "username",
+        [OAUTH_PASSWORD] = "password",
 };
 
 static const char *const duplicate_reasons[_OAUTH_FORM_PARAM_MAX] = {
@@ -25,6 +27,8 @@ static const char *const duplicate_reasons[_OAUTH_FORM_PARAM_MAX] = {
         [OAUTH_CLIENT_SECRET] = "parameter 'client_secret' given more than once",
         [OAUTH_CLIENT_ASSERTION_TYPE] = "parameter 'client_assertion_type' given more than once",
         [OAUTH_CLIENT_ASSERTION] = "parameter 'client_assertion' given more than once",
+        [OAUTH_USERNAME] = "parameter 'username' given more than once",
+        [OAUTH_PASSWORD] = "parameter 'password' given more than once",
 };
 
 const char *oauth_form_param_to_string(oauth_form_param p) {

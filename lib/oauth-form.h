@@ -24,6 +24,9 @@ typedef enum oauth_form_param {
         OAUTH_CLIENT_SECRET,
         OAUTH_CLIENT_ASSERTION_TYPE,
         OAUTH_CLIENT_ASSERTION,
+        /* the resource owner password grant (RFC 6749 §4.3.2) */
+        OAUTH_USERNAME,
+        OAUTH_PASSWORD,
         _OAUTH_FORM_PARAM_MAX,
 } oauth_form_param;
 

@@ -628,6 +628,14 @@ int token_issue(const token_key *k, const token_issue_params *p, char **ret) {
                 return -ENOMEM;
         if (p->scope && *p->scope && json_object_set_new(claims, "scope", json_string(p->scope)) < 0)
                 return -ENOMEM;
+        if (p->authorized_party) {
+                json_t *azp = json_string(p->authorized_party);
+
+                if (!azp)
+                        return -EINVAL; /* not UTF-8 */
+                if (json_object_set_new(claims, "azp", azp) < 0)
+                        return -ENOMEM;
+        }
         return jws_sign(k, claims, ret);
 }
 
@@ -668,6 +676,27 @@ token_claims *token_claims_free(token_claims *c) {
         return NULL;
 }
 
+int token_claims_dup(const token_claims *c, token_claims **ret) {
+        token_claims *d;
+
+        if (!c || !ret)
+                return -EINVAL;
+        d = calloc(1, sizeof(*d));
+        if (!d)
+                return -ENOMEM;
+        /* Claims are never changed after verification, so sharing the JSON
+         * is as good as a copy and costs no allocation. */
+        *d = (token_claims) {
+                .header = json_incref(c->header),
+                .payload = json_incref(c->payload),
+                .exp = c->exp,
+                .nbf = c->nbf,
+                .iat = c->iat,
+        };
+        *ret = d;
+        return 0;
+}
+
 static const char *claim_string(const token_claims *c, const char *name) {
         const char *s = NULL;
 
@@ -691,6 +720,10 @@ const char *token_claims_get_scope(const token_claims *c) {
 
 const char *token_claims_get_jti(const token_claims *c) {
         return claim_string(c, "jti");
+}
+
+const char *token_claims_get_authorized_party(const token_claims *c) {
+        return claim_string(c, "azp");
 }
 
 const char *token_claims_get_kid(const token_claims *c) {

@@ -110,6 +110,9 @@ typedef struct token_issue_params {
         const char *scope;    /* space-separated (RFC 6749 §3.3); NULL for none */
         usec_t lifetime;      /* exp = iat + lifetime; must be > 0 */
         usec_t now;           /* CLOCK_REALTIME; 0 for the current time */
+        /* azp (OpenID Connect Core §2): the client the token was issued
+         * through, e.g. the device a user logged in on; NULL for none */
+        const char *authorized_party;
 } token_issue_params;
 
 /* A compact JWS signed with k (which must hold the private key), with kid
@@ -129,6 +132,10 @@ token_claims *token_claims_free(token_claims *c);
 DEFINE_TRIVIAL_CLEANUP_FUNC(token_claims *, token_claims_free);
 #define _cleanup_token_claims_ _cleanup_(token_claims_freep)
 
+/* Another handle on the same (immutable) claims, for caches of verified
+ * tokens; freed with token_claims_free() independently. */
+int token_claims_dup(const token_claims *c, token_claims **ret);
+
 const char *token_claims_get_issuer(const token_claims *c);
 const char *token_claims_get_subject(const token_claims *c);
 /* The space-separated scope, "" if none was granted. */
@@ -136,6 +143,8 @@ const char *token_claims_get_scope(const token_claims *c);
 bool token_claims_has_scope(const token_claims *c, const char *scope);
 /* NULL if the token has no jti. */
 const char *token_claims_get_jti(const token_claims *c);
+/* azp, NULL if the token has none. */
+const char *token_claims_get_authorized_party(const token_claims *c);
 const char *token_claims_get_kid(const token_claims *c);
 /* CLOCK_REALTIME usec; iat is 0 if absent. */
 usec_t token_claims_get_expiry(const token_claims *c);

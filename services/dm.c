@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <arpa/inet.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -273,7 +274,7 @@ static json_t *text_json(sqlite3_stmt *s, int col) {
 
 #define DEVICE_COLUMNS                                                                                   \
         "endpoint, id, public_key, runtime_version, arch, free_bytes, lifetime_sec, state, registered_usec, " \
-        "updated_usec, expires_usec, claimed_usec, token_key"
+        "updated_usec, expires_usec, claimed_usec, token_key, address, address_usec"
 
 static json_t *device_json(sqlite3_stmt *s) {
         json_t *o = json_object();
@@ -294,7 +295,9 @@ static json_t *device_json(sqlite3_stmt *s) {
             json_object_set_new(o, "updatedAt", time_json(s, 9)) < 0 ||
             json_object_set_new(o, "expiresAt", time_json(s, 10)) < 0 ||
             json_object_set_new(o, "claimedAt", time_json(s, 11)) < 0 ||
-            json_object_set_new(o, "tokenKey", text_json(s, 12)) < 0) {
+            json_object_set_new(o, "tokenKey", text_json(s, 12)) < 0 ||
+            json_object_set_new(o, "address", text_json(s, 13)) < 0 ||
+            json_object_set_new(o, "addressUpdated", time_json(s, 14)) < 0) {
                 json_decref(o);
                 return NULL;
         }
@@ -344,11 +347,24 @@ int dm_get_device(dm *m, const char *endpoint, json_t **ret) {
 
 typedef struct registration {
         const char *endpoint;
+        const char *address; /* NULL: unknown */
         device_info *info;
         unsigned lifetime;
         char id[ID_UUID_STRING_MAX];
         int status;
 } registration;
+
+/* The source address ?11 (NULL: unknown, keep the old one) at time ?6;
+ * address_usec moves only when the address changes. SQLite evaluates
+ * every expression of an UPDATE on the old row. */
+#define ADDRESS_SET                                                                                   \
+        "address = COALESCE(?11, address), "                                                          \
+        "address_usec = CASE WHEN ?11 IS NULL OR address IS ?11 THEN address_usec ELSE ?6 END"
+
+/* The client's IP address, NULL when it has none (a Unix socket). */
+static const char *source_address(route_request *rr, char *buf, size_t size) {
+        return h2_request_get_peer_address(route_request_get_request(rr), buf, size) < 0 ? NULL : buf;
+}
 
 static int register_tx(db *d, void *userdata) {
         registration *g = userdata;
@@ -357,7 +373,7 @@ static int register_tx(db *d, void *userdata) {
         sqlite3_stmt *s;
         int r;
 
-        r = db_prepare(d, "SELECT id, public_key FROM devices WHERE endpoint = ?1", &s);
+        r = db_prepare(d, "SELECT id, public_key, token_key FROM devices WHERE endpoint = ?1", &s);
         if (r < 0)
                 return r;
         r = db_bind_text(d, s, 1, g->endpoint);
@@ -368,16 +384,24 @@ static int register_tx(db *d, void *userdata) {
                 return r;
         if (r > 0) {
                 bool same = streq((const char *) sqlite3_column_text(s, 1), g->info->public_key);
+                /* Registration needs no token (docs/protocol.md), and the
+                 * Ed25519 key is public: the P-256 key that gets IdM
+                 * tokens must not be replaceable by whoever knows it. It
+                 * is bound like publicKey, once given. */
+                bool token_key_clash = g->info->token_key && sqlite3_column_type(s, 2) != SQLITE_NULL &&
+                                       !streq((const char *) sqlite3_column_text(s, 2), g->info->token_key);
 
                 snprintf(g->id, sizeof(g->id), "%s", (const char *) sqlite3_column_text(s, 0));
                 db_reset(s);
                 if (!same)
                         return -EKEYREJECTED;
+                if (token_key_clash)
+                        return -EADDRINUSE;
 
                 r = db_prepare(d,
                                "UPDATE devices SET runtime_version = ?2, arch = ?3, free_bytes = ?4, lifetime_sec = ?5, "
                                "state = 'registered', updated_usec = ?6, expires_usec = ?7, "
-                               "token_key = COALESCE(?10, token_key) WHERE endpoint = ?1",
+                               "token_key = COALESCE(?10, token_key), " ADDRESS_SET " WHERE endpoint = ?1",
                                &s);
                 g->status = 200;
         } else {
@@ -386,8 +410,10 @@ static int register_tx(db *d, void *userdata) {
                         return r;
                 r = db_prepare(d,
                                "INSERT INTO devices (endpoint, runtime_version, arch, free_bytes, lifetime_sec, state, "
-                               "updated_usec, expires_usec, id, public_key, registered_usec, token_key) "
-                               "VALUES (?1, ?2, ?3, ?4, ?5, 'registered', ?6, ?7, ?8, ?9, ?6, ?10)",
+                               "updated_usec, expires_usec, id, public_key, registered_usec, token_key, address, "
+                               "address_usec) "
+                               "VALUES (?1, ?2, ?3, ?4, ?5, 'registered', ?6, ?7, ?8, ?9, ?6, ?10, ?11, "
+                               "CASE WHEN ?11 IS NULL THEN NULL ELSE ?6 END)",
                                &s);
                 g->status = 201;
         }
@@ -398,7 +424,8 @@ static int register_tx(db *d, void *userdata) {
             (r = g->info->free_bytes < 0 ? db_bind_null(d, s, 4) : db_bind_int64(d, s, 4, g->info->free_bytes)) < 0 ||
             (r = db_bind_int64(d, s, 5, g->lifetime)) < 0 || (r = db_bind_int64(d, s, 6, (int64_t) t)) < 0 ||
             (r = db_bind_int64(d, s, 7, (int64_t) expires)) < 0 ||
-            (r = g->info->token_key ? db_bind_text(d, s, 10, g->info->token_key) : db_bind_null(d, s, 10)) < 0)
+            (r = g->info->token_key ? db_bind_text(d, s, 10, g->info->token_key) : db_bind_null(d, s, 10)) < 0 ||
+            (r = g->address ? db_bind_text(d, s, 11, g->address) : db_bind_null(d, s, 11)) < 0)
                 return r;
         if (g->status == 201 &&
             ((r = db_bind_text(d, s, 8, g->id)) < 0 || (r = db_bind_text(d, s, 9, g->info->public_key)) < 0))
@@ -424,6 +451,7 @@ static int register_handler(route_request *rr, void *userdata) {
         dm *m = userdata;
         _cleanup_free_ char *ep = NULL, *location = NULL;
         _cleanup_(device_info_done) device_info info = {};
+        char address[INET6_ADDRSTRLEN];
         registration g = {};
         unsigned lifetime;
         int r;
@@ -447,10 +475,13 @@ static int register_handler(route_request *rr, void *userdata) {
         if (r <= 0)
                 return r;
 
-        g = (registration) { .endpoint = ep, .info = &info, .lifetime = lifetime };
+        g = (registration) { .endpoint = ep, .address = source_address(rr, address, sizeof(address)), .info = &info,
+                             .lifetime = lifetime };
         r = db_transaction(m->db, register_tx, &g);
         if (r == -EKEYREJECTED)
                 return route_respond_error(rr, 409, "endpoint is registered with another public key");
+        if (r == -EADDRINUSE)
+                return route_respond_error(rr, 409, "endpoint is registered with another token key");
         if (r < 0)
                 return log_error_errno(r, "Failed to store the registration of %s: %s", ep, db_last_error(m->db));
         if (g.status == 201)
@@ -466,6 +497,7 @@ static int register_handler(route_request *rr, void *userdata) {
 
 typedef struct update {
         const char *id;
+        const char *address; /* NULL: unknown */
         device_info *info;
         unsigned lifetime; /* 0: keep */
         bool remove;
@@ -494,7 +526,7 @@ static int update_tx(db *d, void *userdata) {
                        "UPDATE devices SET lifetime_sec = COALESCE(?2, lifetime_sec), "
                        "runtime_version = COALESCE(?3, runtime_version), arch = COALESCE(?4, arch), "
                        "free_bytes = COALESCE(?5, free_bytes), updated_usec = ?6, "
-                       "expires_usec = ?6 + COALESCE(?2, lifetime_sec) * 1000000 "
+                       "expires_usec = ?6 + COALESCE(?2, lifetime_sec) * 1000000, " ADDRESS_SET " "
                        "WHERE id = ?1 AND state = 'registered'",
                        &s);
         if (r < 0)
@@ -503,7 +535,8 @@ static int update_tx(db *d, void *userdata) {
             (r = u->lifetime > 0 ? db_bind_int64(d, s, 2, u->lifetime) : db_bind_null(d, s, 2)) < 0 ||
             (r = db_bind_text(d, s, 3, u->info->runtime_version)) < 0 || (r = db_bind_text(d, s, 4, u->info->arch)) < 0 ||
             (r = u->info->free_bytes < 0 ? db_bind_null(d, s, 5) : db_bind_int64(d, s, 5, u->info->free_bytes)) < 0 ||
-            (r = db_bind_int64(d, s, 6, (int64_t) t)) < 0)
+            (r = db_bind_int64(d, s, 6, (int64_t) t)) < 0 ||
+            (r = u->address ? db_bind_text(d, s, 11, u->address) : db_bind_null(d, s, 11)) < 0)
                 return r;
         return db_step_done(d, s);
 }
@@ -512,6 +545,7 @@ static int update_common(dm *m, route_request *rr, bool remove) {
         static const char *const allowed_update[] = { "lt", NULL }, *const allowed_none[] = { NULL };
         const char *id = route_request_get_param(rr, 0);
         _cleanup_(device_info_done) device_info info = { .free_bytes = -1 };
+        char address[INET6_ADDRSTRLEN];
         update u = {};
         unsigned lifetime = 0;
         int r;
@@ -530,7 +564,8 @@ static int update_common(dm *m, route_request *rr, bool remove) {
                         return r;
         }
 
-        u = (update) { .id = id, .info = &info, .lifetime = lifetime, .remove = remove };
+        u = (update) { .id = id, .address = source_address(rr, address, sizeof(address)), .info = &info,
+                       .lifetime = lifetime, .remove = remove };
         r = db_transaction(m->db, update_tx, &u);
         if (r < 0)
                 return log_error_errno(r, "Failed to update registration %s: %s", id, db_last_error(m->db));

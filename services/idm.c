@@ -10,6 +10,7 @@
 #include "idm.h"
 #include "log.h"
 #include "oauth-form.h"
+#include "token-cache.h"
 
 #define ASSERTION_TYPE_JWT_BEARER "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 #define DEVICE_KEY_MAX 4096
@@ -21,9 +22,12 @@ struct idm {
         token_keyset *keyset;
         char *jwks;
         token_replay_cache *replay;
+        token_cache *verified;
         char *admin_credential;
         idm_device_lookup_t lookup;
         void *lookup_userdata;
+        idm_password_check_t password_check;
+        void *password_userdata;
 };
 
 static int load_or_create_key(const char *state_dir, token_key **ret) {
@@ -82,6 +86,9 @@ int idm_new(const char *state_dir, const char *domain, idm **ret) {
         r = token_replay_cache_new(IDM_REPLAY_CACHE_SIZE, &i->replay);
         if (r < 0)
                 return r;
+        r = token_cache_new(IDM_VERIFY_CACHE_SIZE, &i->verified);
+        if (r < 0)
+                return r;
         *ret = TAKE_PTR(i);
         return 0;
 }
@@ -104,6 +111,7 @@ idm *idm_free(idm *i) {
         token_keyset_free(i->keyset);
         free(i->jwks);
         token_replay_cache_free(i->replay);
+        token_cache_free(i->verified);
         free(i);
         return NULL;
 }
@@ -111,6 +119,11 @@ idm *idm_free(idm *i) {
 void idm_set_device_lookup(idm *i, idm_device_lookup_t lookup, void *userdata) {
         i->lookup = lookup;
         i->lookup_userdata = userdata;
+}
+
+void idm_set_password_check(idm *i, idm_password_check_t check, void *userdata) {
+        i->password_check = check;
+        i->password_userdata = userdata;
 }
 
 int idm_set_admin_credential(idm *i, const char *credential) {
@@ -153,6 +166,30 @@ int idm_issue(idm *i, const char *subject, const char *scope, usec_t lifetime, c
                            ret);
 }
 
+/* Every space-separated item of scope granted; NULL or "" asks for none. */
+static bool has_scopes(const token_claims *c, const char *scope) {
+        for (const char *p = scope ?: ""; *p;) {
+                size_t n = strcspn(p, " ");
+                char one[64];
+
+                if (n > 0) {
+                        if (n >= sizeof(one))
+                                return false;
+                        memcpy(one, p, n);
+                        one[n] = '\0';
+                        if (!token_claims_has_scope(c, one))
+                                return false;
+                }
+                p += n;
+                p += *p == ' ';
+        }
+        return true;
+}
+
+token_cache_stats idm_get_verify_cache_stats(const idm *i) {
+        return token_cache_get_stats(i ? i->verified : NULL);
+}
+
 int idm_check_bearer(idm *i, H2Request *req, const char *scope, token_claims **ret_claims,
                      const char **ret_reason) {
         _cleanup_token_claims_ token_claims *claims = NULL;
@@ -170,15 +207,28 @@ int idm_check_bearer(idm *i, H2Request *req, const char *scope, token_claims **r
         h += 7;
         while (*h == ' ')
                 h++;
-        r = token_verify(i->keyset, h,
-                         &(token_verify_params) { .issuer = i->domain, .audience = i->domain, .scope = scope },
-                         &claims, &reason);
+
+        /* A token verified before is known good until its exp (+ the
+         * verifier's leeway); the scope is checked on every request, as
+         * routes ask for different ones. */
+        r = token_cache_get(i->verified, h, now(CLOCK_REALTIME), &claims);
+        if (r == -ENOMEM)
+                return r;
         if (r < 0) {
+                r = token_verify(i->keyset, h, &(token_verify_params) { .issuer = i->domain, .audience = i->domain },
+                                 &claims, &reason);
+                if (r < 0) {
+                        if (ret_reason)
+                                *ret_reason = reason ?: "invalid token";
+                        return r == -ENOMEM ? r : -EACCES;
+                }
+                /* Without a cache entry the next request verifies again. */
+                (void) token_cache_put(i->verified, h, claims, token_claims_get_expiry(claims) + TOKEN_LEEWAY_USEC);
+        }
+        if (!has_scopes(claims, scope)) {
                 if (ret_reason)
-                        *ret_reason = reason ?: "invalid token";
-                if (r == -ENOMEM || r == -EPERM)
-                        return r;
-                return -EACCES;
+                        *ret_reason = "missing scope";
+                return -EPERM;
         }
         if (ret_claims)
                 *ret_claims = TAKE_PTR(claims);
@@ -371,6 +421,91 @@ static int token_for_admin(idm *i, route_request *rr, const oauth_form *f, const
         return respond_token(i, rr, IDM_ADMIN_SUBJECT, scope);
 }
 
+/* The resource owner password grant (RFC 6749 §4.3) for the domain's end
+ * users, only through a claimed device: the device shows its own access
+ * token as the bearer credential, and the user's token names it in azp.
+ * docs/users.md. */
+static int token_for_user(idm *i, route_request *rr, const oauth_form *f) {
+        const char *username = oauth_form_get(f, OAUTH_USERNAME), *password = oauth_form_get(f, OAUTH_PASSWORD),
+                   *reason = NULL;
+        _cleanup_token_claims_ token_claims *device = NULL;
+        _cleanup_free_ char *scope = NULL, *subject = NULL, *token = NULL, *retry = NULL;
+        unsigned retry_after = 0;
+        json_t *o;
+        int r;
+
+        if (oauth_form_get(f, OAUTH_CLIENT_SECRET) || oauth_form_get(f, OAUTH_CLIENT_ASSERTION) ||
+            oauth_form_get(f, OAUTH_CLIENT_ASSERTION_TYPE))
+                return respond_oauth_error(rr, 400, "invalid_request",
+                                           "the password grant takes the device's bearer token, no other client authentication");
+        r = idm_check_bearer(i, route_request_get_request(rr), IDM_SCOPE_RUNTIME, &device, &reason);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
+                _cleanup_free_ char *d = NULL;
+
+                if (asprintf(&d, "a claimed device's bearer token (scope 'runtime') is required: %s",
+                             reason ?: "invalid token") < 0)
+                        return -ENOMEM;
+                return respond_oauth_error(rr, 401, "invalid_client", d);
+        }
+        if (!username || !*username)
+                return respond_oauth_error(rr, 400, "invalid_request", "parameter 'username': missing");
+        if (!password)
+                return respond_oauth_error(rr, 400, "invalid_request", "parameter 'password': missing");
+        r = grant_scope(oauth_form_get(f, OAUTH_SCOPE), IDM_SCOPE_USER, &scope);
+        if (r == -EINVAL)
+                return respond_oauth_error(rr, 400, "invalid_scope", "a user may ask for 'user' only");
+        if (r < 0)
+                return r;
+
+        r = i->password_check ? i->password_check(username, password, &retry_after, i->password_userdata) : -EACCES;
+        if (r == -EBUSY) {
+                log_notice("Login of a user through %s refused: too many failed attempts.",
+                           token_claims_get_subject(device));
+                if (asprintf(&retry, "%u", retry_after) < 0)
+                        return -ENOMEM;
+                o = json_pack("{s:s, s:s, s:i, s:s}", "error", "invalid_grant", "error_description",
+                              "too many failed attempts for this user, try again later", "code", 429, "description",
+                              "too many failed attempts for this user, try again later");
+                if (!o)
+                        return -ENOMEM;
+                r = route_respond_json(rr, 429, o,
+                                       (const H2Header[]) { { "cache-control", "no-store" }, { "retry-after", retry } }, 2);
+                json_decref(o);
+                return r;
+        }
+        if (r == -EACCES) {
+                log_info("Login of a user through %s refused: wrong name or password.", token_claims_get_subject(device));
+                return respond_oauth_error(rr, 400, "invalid_grant", "wrong user name or password");
+        }
+        if (r < 0)
+                return log_error_errno(r, "Failed to check a user's password: %m");
+
+        if (asprintf(&subject, "user://%s/%s", i->domain, username) < 0)
+                return -ENOMEM;
+        r = token_issue(i->key, &(token_issue_params) {
+                                        .issuer = i->domain,
+                                        .subject = subject,
+                                        .audience = i->domain,
+                                        .scope = scope,
+                                        .lifetime = IDM_TOKEN_LIFETIME_USEC,
+                                        .authorized_party = token_claims_get_subject(device),
+                                },
+                        &token);
+        if (r < 0)
+                return log_error_errno(r, "Failed to issue a token for %s: %m", subject);
+        o = json_pack("{s:s, s:s, s:I, s:s, s:s}", "access_token", token, "token_type", "Bearer", "expires_in",
+                      (json_int_t) (IDM_TOKEN_LIFETIME_USEC / USEC_PER_SEC), "scope", scope, "user", subject);
+        if (!o)
+                return -ENOMEM;
+        log_info("Issued an access token to %s on device %s.", subject, token_claims_get_subject(device));
+        r = route_respond_json(rr, 200, o,
+                               (const H2Header[]) { { "cache-control", "no-store" }, { "pragma", "no-cache" } }, 2);
+        json_decref(o);
+        return r;
+}
+
 static bool is_form(const char *content_type) {
         size_t n = strlen("application/x-www-form-urlencoded");
 
@@ -402,9 +537,11 @@ static int on_token(route_request *rr, void *userdata) {
         grant = oauth_form_get(f, OAUTH_GRANT_TYPE);
         if (!grant)
                 return respond_oauth_error(rr, 400, "invalid_request", "parameter 'grant_type': missing");
+        if (streq(grant, "password"))
+                return token_for_user(i, rr, f);
         if (!streq(grant, "client_credentials"))
                 return respond_oauth_error(rr, 400, "unsupported_grant_type",
-                                           "parameter 'grant_type': only client_credentials is supported");
+                                           "parameter 'grant_type': only client_credentials and password are supported");
 
         authorization = h2_request_get_header(route_request_get_request(rr), "authorization");
         if (authorization) {

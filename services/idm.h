@@ -7,7 +7,9 @@
  *   POST /idm/token   OAuth 2.0 client credentials (RFC 6749 §4.4):
  *                     devices authenticate with a JWT client assertion
  *                     signed by their P-256 key (RFC 7523 §2.2), the
- *                     admin with the configured credential
+ *                     admin with the configured credential; the
+ *                     password grant (RFC 6749 §4.3) for the domain's
+ *                     users, through a claimed device (scope "user")
  *   GET  /idm/jwks    the public key set (RFC 7517)
  *
  * Tokens have iss = aud = the domain name and carry scopes: "admin",
@@ -26,16 +28,20 @@
 #include "macro.h"
 #include "router.h"
 #include "time-util.h"
+#include "token-cache.h"
 #include "token.h"
 
 #define IDM_KEY_FILE_NAME "idm-key.pem"
 #define IDM_SCOPE_ADMIN "admin"
 #define IDM_SCOPE_RUNTIME "runtime"
 #define IDM_SCOPE_PEER "peer"
+#define IDM_SCOPE_USER "user"
 #define IDM_ADMIN_SUBJECT "admin"
 #define IDM_TOKEN_LIFETIME_USEC (1 * USEC_PER_HOUR)
 /* Device authentications per assertion lifetime (5 min), see docs/idm.md. */
 #define IDM_REPLAY_CACHE_SIZE 4096
+/* Verified access tokens remembered (services/token-cache.h). */
+#define IDM_VERIFY_CACHE_SIZE TOKEN_CACHE_DEFAULT_SIZE
 
 typedef struct idm idm;
 
@@ -52,6 +58,13 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(idm *, idm_free);
 #define _cleanup_idm_ _cleanup_(idm_freep)
 
 void idm_set_device_lookup(idm *i, idm_device_lookup_t lookup, void *userdata);
+
+/* The password grant's check of a user (services/users.h): 0 when right,
+ * -EACCES for a wrong name or password, -EBUSY after too many failures
+ * with *ret_retry_after_sec. Without one, every user login is refused. */
+typedef int (*idm_password_check_t)(const char *username, const char *password, unsigned *ret_retry_after_sec,
+                                    void *userdata);
+void idm_set_password_check(idm *i, idm_password_check_t check, void *userdata);
 /* The admin's client_secret; copied. NULL: no admin tokens. */
 int idm_set_admin_credential(idm *i, const char *credential);
 
@@ -73,3 +86,6 @@ int idm_issue(idm *i, const char *subject, const char *scope, usec_t lifetime, c
  * valid but scope missing), with a static reason; -ENOMEM. */
 int idm_check_bearer(idm *i, H2Request *req, const char *scope, token_claims **ret_claims,
                      const char **ret_reason);
+
+/* How the cache of verified tokens behind idm_check_bearer() fares. */
+token_cache_stats idm_get_verify_cache_stats(const idm *i);

@@ -368,6 +368,39 @@ int rd_publish(rd *r, const char *resource, const char *reporter, const char *ru
         return mark_dirty(r, res);
 }
 
+typedef struct foreach_state {
+        rd_resource_fn fn;
+        void *userdata;
+        int result;
+        bool stop;
+} foreach_state;
+
+static void foreach_visit(const void *node, VISIT which, void *closure) {
+        const rd_resource *res = *(rd_resource *const *) node;
+        foreach_state *st = closure;
+        int k;
+
+        /* In-order: an inner node at its second visit, a leaf once. */
+        if ((which != postorder && which != leaf) || st->stop || !res->known)
+                return;
+        k = st->fn(res->resource, res->reporter, res->reporter_runtime, res->value, res->n_subs, st->userdata);
+        if (k != 0) {
+                st->stop = true;
+                st->result = k < 0 ? k : 0;
+        }
+}
+
+int rd_foreach_resource(rd *r, rd_resource_fn fn, void *userdata) {
+        foreach_state st = { .fn = fn, .userdata = userdata };
+
+        if (!r || !fn)
+                return -EINVAL;
+        /* twalk cannot stop early; the callback is just not called after
+         * a stop. */
+        twalk_r(r->resources, foreach_visit, &st);
+        return st.result;
+}
+
 int rd_remove(rd *r, const char *resource) {
         rd_resource *res;
         sqlite3_stmt *s;

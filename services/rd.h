@@ -71,3 +71,11 @@ int rd_publish(rd *r, const char *resource, const char *reporter, const char *ru
 /* Forgets the resource's value and reporter; its subscriptions stay.
  * -ENOENT when unknown. */
 int rd_remove(rd *r, const char *resource);
+
+/* Every created resource in name order, with its reporter and runtime
+ * (NULL when none), last value (borrowed, NULL when none) and number of
+ * subscriptions to it. fn returns 0 to go on, > 0 to stop (returned as
+ * 0), < 0 to fail (returned). */
+typedef int (*rd_resource_fn)(const char *resource, const char *reporter, const char *runtime, json_t *value,
+                              size_t n_subscribers, void *userdata);
+int rd_foreach_resource(rd *r, rd_resource_fn fn, void *userdata);

@@ -365,21 +365,24 @@ static int respond_auth_error(route_request *rr, int k, const char *reason) {
 /* 1 with the claims when the request carries a token with scope "runtime"
  * (or "admin" if admin_ok); 0 when refused (answer sent). */
 static int authorize(registry *r, route_request *rr, bool admin_ok, token_claims **ret) {
+        _cleanup_token_claims_ token_claims *claims = NULL;
         H2Request *req = route_request_get_request(rr);
         const char *reason = NULL;
         int k;
 
-        k = idm_check_bearer(r->idm, req, IDM_SCOPE_RUNTIME, ret, &reason);
-        if (k == -EPERM && admin_ok)
-                k = idm_check_bearer(r->idm, req, IDM_SCOPE_ADMIN, ret, &reason);
-        if (k == -EPERM && admin_ok)
-                reason = "token lacks scope 'runtime' or 'admin'";
-        else if (k == -EPERM)
-                reason = "token lacks scope 'runtime'";
+        /* One check (cached after a token's first use, see idm.h), then
+         * either scope. */
+        k = idm_check_bearer(r->idm, req, NULL, &claims, &reason);
+        if (k == 0 && !token_claims_has_scope(claims, IDM_SCOPE_RUNTIME) &&
+            !(admin_ok && token_claims_has_scope(claims, IDM_SCOPE_ADMIN))) {
+                k = -EPERM;
+                reason = admin_ok ? "token lacks scope 'runtime' or 'admin'" : "token lacks scope 'runtime'";
+        }
         if (k == -ENOMEM)
                 return k;
         if (k < 0)
                 return respond_auth_error(rr, k, reason);
+        *ret = TAKE_PTR(claims);
         return 1;
 }
 

@@ -425,6 +425,14 @@ static int on_headers(H2Request *req, void *userdata) {
                 const char *why = NULL;
 
                 k = auth_check(r->auth, req, AUTH_SCOPE_ADMIN, &why);
+                if (k == -EPERM)
+                        return respond_error_headers(
+                                rr, 403,
+                                (const H2Header[]) { { "www-authenticate",
+                                                       "Bearer realm=\"rethink-domain\", error=\"insufficient_scope\", scope=\"admin\"" } },
+                                1, why ?: "forbidden");
+                if (k == -ENOMEM)
+                        return k;
                 if (k < 0)
                         return respond_error_headers(
                                 rr, 401, (const H2Header[]) { { "www-authenticate", "Bearer realm=\"rethink-domain\"" } },

@@ -5,8 +5,9 @@
  * path, and does the plumbing every handler would repeat:
  *
  *  - unknown path: 404, known path with another method: 405 with Allow;
- *    routes marked ROUTE_ADMIN need the admin credential (auth.h): 401
- *    with WWW-Authenticate otherwise. All of them before any body is read.
+ *    routes marked ROUTE_ADMIN need an IdM access token with scope
+ *    "admin" (auth.h): 401 with WWW-Authenticate without a valid one, 403
+ *    for a valid token without the scope. All before any body is read.
  *  - request bodies: buffered up to the route's limit (413 past it, from
  *    Content-Length at once or while it arrives), or streamed to the
  *    route's begin/chunk callbacks (uploads).

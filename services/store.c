@@ -44,6 +44,10 @@ static const char *const migrations[] = {
         /* 2: the device's P-256 key for IdM client assertions (ES256); the
          * Ed25519 publicKey stays its identity. */
         "ALTER TABLE devices ADD COLUMN token_key TEXT;",
+        /* 3: the source address (IP) of the last registration or update,
+         * and when it last changed: where the device is now. */
+        "ALTER TABLE devices ADD COLUMN address TEXT;"
+        "ALTER TABLE devices ADD COLUMN address_usec INTEGER;",
 };
 
 unsigned store_schema_version(void) {

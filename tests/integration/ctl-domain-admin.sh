@@ -165,7 +165,11 @@ run devices
 expect "no domain: exit 1, says how to give one" 1 "use --domain=URL or set \$RETHINK_DOMAIN_URL"
 
 # --- bootstrap, orders, events (when the domain has them) ------------------------------------
-fetch --header "authorization: Bearer $(cat "$DIR/admin-token")" "$URL/admin/devices/rtcl-dev-1/orders" >"$TMP/probe" 2>&1
+fetch --method POST --header "content-type: application/x-www-form-urlencoded" \
+	--data "grant_type=client_credentials&client_id=admin&client_secret=$(cat "$DIR/admin-token")" \
+	"$URL/idm/token" >"$TMP/token" 2>&1
+ACCESS=$(sed -n 2p "$TMP/token" | jq -r .access_token)
+fetch --header "authorization: Bearer $ACCESS" "$URL/admin/devices/rtcl-dev-1/orders" >"$TMP/probe" 2>&1
 if [ "$(head -n 1 "$TMP/probe")" = "status 200" ]; then
 	run "${ADMIN[@]}" bootstrap rtcl-dev-1 --application=rtcl-hello
 	expect "bootstrap: exit 0" 0

@@ -97,12 +97,23 @@ run domain init "$TMP/other" --port="$PORT"
 "$FETCH" --ca "$TMP/other/ca.pem" "https://127.0.0.1:$PORT/.well-known/hyperty/" >"$TMP/fetch" 2>&1
 t_check "TLS: another CA is refused" test "$(head -n 1 "$TMP/fetch")" != "status 200"
 
+# The credential gets an admin access token at /idm/token; admin routes
+# take the token, not the credential.
+"$FETCH" --ca "$DIR/ca.pem" --method POST --header "content-type: application/x-www-form-urlencoded" \
+	--data "grant_type=client_credentials&client_id=admin&client_secret=$(cat "$DIR/admin-token")" \
+	"https://127.0.0.1:$PORT/idm/token" >"$TMP/fetch" 2>&1
+t_check "the admin credential gets a token" test "$(head -n 1 "$TMP/fetch")" = "status 200"
+ACCESS=$(sed -n 2p "$TMP/fetch" | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
+"$FETCH" --ca "$DIR/ca.pem" --header "authorization: Bearer $ACCESS" \
+	"https://127.0.0.1:$PORT/admin/devices" >"$TMP/fetch" 2>&1
+t_check "the admin token is accepted" test "$(head -n 1 "$TMP/fetch")" = "status 200"
 "$FETCH" --ca "$DIR/ca.pem" --header "authorization: Bearer $(cat "$DIR/admin-token")" \
 	"https://127.0.0.1:$PORT/admin/devices" >"$TMP/fetch" 2>&1
-t_check "the admin credential is accepted" test "$(head -n 1 "$TMP/fetch")" = "status 200"
-"$FETCH" --ca "$DIR/ca.pem" --header "authorization: Bearer $(cat "$TMP/other/admin-token")" \
-	"https://127.0.0.1:$PORT/admin/devices" >"$TMP/fetch" 2>&1
-t_check "another credential is not" test "$(head -n 1 "$TMP/fetch")" = "status 401"
+t_check "the credential itself is not" test "$(head -n 1 "$TMP/fetch")" = "status 401"
+"$FETCH" --ca "$DIR/ca.pem" --method POST --header "content-type: application/x-www-form-urlencoded" \
+	--data "grant_type=client_credentials&client_id=admin&client_secret=$(cat "$TMP/other/admin-token")" \
+	"https://127.0.0.1:$PORT/idm/token" >"$TMP/fetch" 2>&1
+t_check "another credential gets no token" test "$(head -n 1 "$TMP/fetch")" = "status 401"
 t_check "the domain keeps its database in the state directory" test -f "$DIR/state/domain.db"
 
 kill "$D_PID"; wait "$D_PID" 2>/dev/null; D_PID=

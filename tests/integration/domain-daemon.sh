@@ -65,18 +65,29 @@ t_check "state directory holds the database" test -f "$D_STATE/domain.db"
 t_check "database is in WAL mode" test "$(python3 -c '
 import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("PRAGMA journal_mode").fetchone()[0])' "$D_STATE/domain.db")" = wal
 
-st=$(d_status GET /admin/devices "" "$(d_admin)")
-t_check "admin API with the configured credential: 200" test "$st" = 200
+OLD_ACCESS=$(d_admin)
+st=$(d_status GET /admin/devices "" "$OLD_ACCESS")
+t_check "admin API with a token for the configured credential: 200" test "$st" = 200
+st=$(d_status GET /admin/devices "" "authorization: Bearer $D_TOKEN")
+t_check "the credential itself on an admin route: 401, says to get a token" \
+	test "$st" = 401 -a -n "$(grep -F 'POST /idm/token' "$D_TMP/body")"
 
-# Reload with a new credential: the old one stops working at once.
+# Reload with a new credential: the old one, and the tokens it got, stop
+# working. Tokens are refused by the second they were issued in, so the
+# reload comes in a later second than the token.
 OLD_TOKEN=$D_TOKEN
 head -c 32 /dev/urandom | basenc --base64url -w0 | tr -d '=' >"$D_TMP/admin-token"
 D_TOKEN=$(cat "$D_TMP/admin-token")
+sleep 1.1
 kill -HUP "$D_PID"
 t_check "RELOADING=1 sent" t_wait_for 10 grep -q 'RELOADING=1' "$D_TMP/notify.log"
 t_check "READY=1 again after the reload" t_wait_for 10 test "$(grep -c 'READY=1' "$D_TMP/notify.log")" -ge 2
-st=$(d_status GET /admin/devices "" "authorization: Bearer $OLD_TOKEN")
-t_check "old credential after reload: 401" test "$st" = 401
+printf 'grant_type=client_credentials&client_id=admin&client_secret=%s' "$OLD_TOKEN" >"$D_TMP/old.form"
+st=$(d_status POST /idm/token "$D_TMP/old.form" "content-type: application/x-www-form-urlencoded")
+t_check "old credential after reload: no token (401)" test "$st" = 401
+st=$(d_status GET /admin/devices "" "$OLD_ACCESS")
+t_check "token of the old credential after reload: 401" \
+	test "$st" = 401 -a -n "$(grep -F 'credential changed' "$D_TMP/body")"
 st=$(d_status GET /admin/devices "" "$(d_admin)")
 t_check "new credential after reload: 200" test "$st" = 200
 

@@ -76,7 +76,16 @@ PY
 # d_header NAME: a response header of the last d_status.
 d_header() { sed -n "s/^$1: //p" "$D_TMP/headers" | head -n 1; }
 
-d_admin() { echo "authorization: Bearer $D_TOKEN"; }
+# d_admin: the authorization header of an admin, with an access token the
+# IdM issues for the credential (a fresh one each time: admin routes take
+# no credential, and the domain refuses tokens older than its start).
+d_admin() {
+	local tok
+	printf 'grant_type=client_credentials&client_id=admin&client_secret=%s' "$D_TOKEN" >"$D_TMP/d-admin.form"
+	tok=$(nghttp -H ':method: POST' -H 'content-type: application/x-www-form-urlencoded' -d "$D_TMP/d-admin.form" \
+		"$D_URL/idm/token" 2>/dev/null | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])' 2>/dev/null)
+	echo "authorization: Bearer $tok"
+}
 
 # d_sign FILE: prints the base64url signature of FILE's SHA-256.
 d_sign() {

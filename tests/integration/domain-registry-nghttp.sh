@@ -39,7 +39,7 @@ printf 'grant_type=client_credentials&client_secret=wrong' >"$D_TMP/bad.form"
 st=$(d_status POST /idm/token "$D_TMP/bad.form" "$FORM")
 t_check "wrong admin secret: 401 invalid_client" test "$st" = 401 -a "$(json_get '["error"]')" = invalid_client
 t_check "401 also has code and description" test "$(json_get '["code"]')" = 401 -a -n "$(json_get '["description"]')"
-printf 'grant_type=password' >"$D_TMP/bad.form"
+printf 'grant_type=implicit' >"$D_TMP/bad.form"
 st=$(d_status POST /idm/token "$D_TMP/bad.form" "$FORM")
 t_check "unsupported grant: 400" test "$st" = 400 -a "$(json_get '["error"]')" = unsupported_grant_type
 

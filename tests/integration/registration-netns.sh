@@ -176,9 +176,14 @@ r_count() { r_log "$1" | wc -l; }
 r_mid() { echo ".MESSAGE_ID == \"$1\""; }
 
 # The device as the domain's admin API shows it, through a client that is
-# not ours (nghttp, which does not check the certificate).
+# not ours (nghttp, which does not check the certificate), with an admin
+# access token the credential gets at the IdM.
 r_device() {
-	r_peer nghttp -H "authorization: Bearer $R_TOKEN" "$R_URL/admin/devices" 2>/dev/null |
+	local tok
+	printf 'grant_type=client_credentials&client_id=admin&client_secret=%s' "$R_TOKEN" >"$R_TMP/admin.form"
+	tok=$(r_peer nghttp -H ':method: POST' -H 'content-type: application/x-www-form-urlencoded' -d "$R_TMP/admin.form" \
+		"$R_URL/idm/token" 2>/dev/null | jq -r .access_token)
+	r_peer nghttp -H "authorization: Bearer $tok" "$R_URL/admin/devices" 2>/dev/null |
 		jq -c --arg ep "$R_EP" '.devices[] | select(.endpoint == $ep)'
 }
 r_device_is() { r_device | jq -e "$1" >/dev/null; }

@@ -104,6 +104,21 @@ static int bearer(H2Request *req, const char *scope, char **ret_subject, const c
         return *ret_subject ? 0 : -ENOMEM;
 }
 
+/* Admin routes take an admin access token of the IdM, not the credential. */
+static char admin_authorization[4096];
+static const H2Header admin_auth[] = { { "authorization", admin_authorization } };
+
+static int admin_token_refresh(void) {
+        _cleanup_free_ char *token = NULL;
+        int r;
+
+        r = idm_issue(F.idm, IDM_ADMIN_SUBJECT, IDM_SCOPE_ADMIN, USEC_PER_HOUR, &token);
+        if (r < 0)
+                return r;
+        snprintf(admin_authorization, sizeof(admin_authorization), "Bearer %s", token);
+        return 0;
+}
+
 static int domain_start(void) {
         _cleanup_free_ char *reason = NULL;
         char *keys[2] = { F.publisher_b64, NULL };
@@ -130,6 +145,10 @@ static int domain_start(void) {
         if (r < 0)
                 return r;
         idm_set_device_lookup(F.idm, device_lookup, NULL);
+        auth_set_idm(F.auth, F.idm);
+        r = admin_token_refresh();
+        if (r < 0)
+                return r;
         r = msg_new(F.event, DOMAIN, F.dstate, &F.msg);
         if (r < 0)
                 return r;
@@ -288,7 +307,6 @@ static void teardown(void) {
 
 /* --- admin helpers ------------------------------------------------------------------ */
 
-static const H2Header admin_auth[] = { { "authorization", "Bearer " ADMIN_TOKEN } };
 
 static void request(H2TestFetch *f, const char *method, const char *path, const void *body, size_t size) {
         memset(f, 0, sizeof(*f));

@@ -248,7 +248,14 @@ static void test_client(void) {
 
         start_server();
         snprintf(url, sizeof(url), "http://127.0.0.1:%u", server_port);
+        /* This server has no IdM: a client with an admin credential gets
+         * the token endpoint's refusal for its first request. */
         CU_ASSERT_EQUAL_FATAL(domain_client_new(url, NULL, "token-0123456789abcdef", 2000000, &c), 0);
+        CU_ASSERT_EQUAL_FATAL(domain_client_call(c, "GET", "/hello", NULL, NULL, 0, &resp), 0);
+        CU_ASSERT_EQUAL(resp->status, 404);
+        resp = domain_response_free(resp);
+        c = domain_client_free(c);
+        CU_ASSERT_EQUAL_FATAL(domain_client_new(url, NULL, NULL, 2000000, &c), 0);
 
         CU_ASSERT_EQUAL_FATAL(domain_client_call(c, "GET", "/hello", NULL, NULL, 0, &resp), 0);
         CU_ASSERT_EQUAL(resp->status, 200);

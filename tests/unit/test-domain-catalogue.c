@@ -210,7 +210,11 @@ static void test_upload_errors(void) {
         h2_test_fetch_done(&f);
         dt_request(&t, &f, "PUT", path, (const H2Header[]) { { "authorization", "Bearer wrong-credential-000000000" } }, 1,
                    pkg, sizeof(pkg));
-        CU_ASSERT_TRUE(dt_is_error(&f, 401, "invalid"));
+        CU_ASSERT_TRUE(dt_is_error(&f, 401, "malformed token"));
+        h2_test_fetch_done(&f);
+        /* The credential itself is no token; the answer says where to get one. */
+        dt_request(&t, &f, "PUT", path, dt_admin_credential(), 1, pkg, sizeof(pkg));
+        CU_ASSERT_TRUE(dt_is_error(&f, 401, "POST /idm/token"));
         h2_test_fetch_done(&f);
         dt_request(&t, &f, "PUT", path, (const H2Header[]) { { "authorization", "Basic " DT_ADMIN_TOKEN } }, 1, pkg,
                    sizeof(pkg));

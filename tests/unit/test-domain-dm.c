@@ -104,7 +104,7 @@ static void test_register(void) {
 
 /* The P-256 key the IdM checks client assertions with is stored beside the
  * Ed25519 identity, in one spelling; a bad one is refused and stores
- * nothing; it cannot be changed by an update. */
+ * nothing; it cannot be changed by an update nor by a re-registration. */
 static void test_token_key(void) {
         _cleanup_free_ char *key = new_key(), *pem = NULL, *body = NULL, *escaped = NULL, *location = NULL;
         _cleanup_token_key_ token_key *tk = NULL;
@@ -150,6 +150,32 @@ static void test_token_key(void) {
         j = device("tk-1");
         CU_ASSERT_STRING_EQUAL(strna(dt_json_str(j, "tokenKey")), pem);
         json_decref(j);
+
+        /* Whoever knows the (public) Ed25519 key may re-register, but not
+         * swap the token key: that would get them the device's tokens. */
+        {
+                _cleanup_token_key_ token_key *other = NULL;
+                _cleanup_free_ char *other_pem = NULL, *other_escaped = NULL;
+
+                CU_ASSERT_EQUAL_FATAL(token_key_generate(&other), 0);
+                CU_ASSERT_EQUAL_FATAL(token_key_get_public_pem(other, &other_pem), 0);
+                s = json_string(other_pem);
+                other_escaped = json_dumps(s, JSON_ENCODE_ANY);
+                json_decref(s);
+                free(body);
+                CU_ASSERT_FATAL(asprintf(&body, "{\"publicKey\":\"%s\",\"tokenKey\":%s}", key, other_escaped) > 0);
+                CU_ASSERT_TRUE(post("/dm/rd?ep=tk-1", body, &f) == 409 && dt_is_error(&f, 409, "another token key"));
+                CU_ASSERT_PTR_NULL(h2_client_request_get_header(f.req, "location"));
+                h2_test_fetch_done(&f);
+                j = device("tk-1");
+                CU_ASSERT_STRING_EQUAL(strna(dt_json_str(j, "tokenKey")), pem);
+                json_decref(j);
+        }
+        /* The same token key again is a plain re-registration. */
+        free(body);
+        CU_ASSERT_FATAL(asprintf(&body, "{\"publicKey\":\"%s\",\"tokenKey\":%s}", key, escaped) > 0);
+        CU_ASSERT_EQUAL(post("/dm/rd?ep=tk-1", body, &f), 200);
+        h2_test_fetch_done(&f);
 }
 
 static void test_register_errors(void) {

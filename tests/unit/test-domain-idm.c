@@ -378,7 +378,9 @@ static void test_token_errors(void) {
         } cases[] = {
                 { "", 400, "invalid_request", "'grant_type': missing" },
                 { "client_secret=" ADMIN_SECRET, 400, "invalid_request", "'grant_type': missing" },
-                { "grant_type=password&client_secret=" ADMIN_SECRET, 400, "unsupported_grant_type", NULL },
+                { "grant_type=implicit&client_secret=" ADMIN_SECRET, 400, "unsupported_grant_type", NULL },
+                /* The password grant is for users through a device (test-domain-users). */
+                { "grant_type=password&client_secret=" ADMIN_SECRET, 400, "invalid_request", "bearer token" },
                 { "grant_type=client_credentials&grant_type=client_credentials&client_secret=" ADMIN_SECRET, 400,
                   "invalid_request", "more than once" },
                 { "grant_type=client_credentials&client_secret=%zz", 400, "invalid_request", "percent-encoding" },

@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The domain's router on a real HTTP/2 server with our client: pattern
- * matching and captures, 404/405/401/413/500 answers, buffered and
+ * matching and captures, 404/405/401/403/413/500 answers, buffered and
  * streamed bodies, query parsing, and request state released when the
  * stream goes, also when the client resets it. */
 
 #include "auth.h"
 #include "h2-test-util.h"
+#include "idm.h"
 #include "router.h"
 #include "tests.h"
 
@@ -97,7 +98,9 @@ static const route routes[] = {
 };
 
 typedef struct Fixture {
+        char dir[64];
         sd_event *event;
+        idm *idm;
         auth *auth;
         router *router;
         H2Server *server;
@@ -108,11 +111,16 @@ typedef struct Fixture {
 static Fixture fx;
 
 static int setup(void) {
+        snprintf(fx.dir, sizeof(fx.dir), "/tmp/router-test-XXXXXX");
+        if (!mkdtemp(fx.dir) || idm_new(fx.dir, "example.org", &fx.idm) < 0 ||
+            idm_set_admin_credential(fx.idm, "router-test-credential-123") < 0)
+                return -1;
         if (sd_event_new(&fx.event) < 0 || auth_new(&fx.auth) < 0 || router_new(fx.auth, &fx.router) < 0 ||
             router_add(fx.router, routes, ELEMENTSOF(routes), NULL) < 0 ||
             auth_set_admin_token(fx.auth, "router-test-credential-123") < 0 ||
             h2_server_new(fx.event, NULL, NULL, &fx.server) < 0)
                 return -1;
+        auth_set_idm(fx.auth, fx.idm);
         router_attach(fx.router, fx.server);
         if (h2_server_listen(fx.server, "127.0.0.1", 0) < 0)
                 return -1;
@@ -128,7 +136,9 @@ static int cleanup(void) {
         h2_test_run_for(fx.event, 1000);
         router_free(fx.router);
         auth_free(fx.auth);
+        idm_free(fx.idm);
         sd_event_unref(fx.event);
+        (void) nftw(fx.dir, h2_test_rm, 8, FTW_DEPTH | FTW_PHYS);
         return 0;
 }
 
@@ -193,31 +203,53 @@ static void test_methods(void) {
 }
 
 static void test_admin(void) {
+        _cleanup_free_ char *admin = NULL, *runtime = NULL, *h_admin = NULL, *h_runtime = NULL;
         H2TestFetch f;
+
+        CU_ASSERT_EQUAL_FATAL(idm_issue(fx.idm, IDM_ADMIN_SUBJECT, "admin", USEC_PER_HOUR, &admin), 0);
+        CU_ASSERT_EQUAL_FATAL(idm_issue(fx.idm, "sensor-1", "runtime", USEC_PER_HOUR, &runtime), 0);
+        CU_ASSERT_FATAL(asprintf(&h_admin, "bearer %s", admin) > 0);
+        CU_ASSERT_FATAL(asprintf(&h_runtime, "Bearer %s", runtime) > 0);
 
         memset(&rec, 0, sizeof(rec));
         request(&f, "GET", "/admin/thing", NULL, 0, NULL, 0);
-        CU_ASSERT_TRUE(is_error(&f, 401, "missing bearer credential"));
+        CU_ASSERT_TRUE(is_error(&f, 401, "missing bearer token"));
         CU_ASSERT_STRING_EQUAL(strna(h2_client_request_get_header(f.req, "www-authenticate")),
                                "Bearer realm=\"rethink-domain\"");
         h2_test_fetch_done(&f);
         request(&f, "GET", "/admin/thing", (const H2Header[]) { { "authorization", "Bearer router-test-credential-12" } },
                 1, NULL, 0);
-        CU_ASSERT_TRUE(is_error(&f, 401, "invalid credential"));
+        CU_ASSERT_TRUE(is_error(&f, 401, "malformed token"));
+        h2_test_fetch_done(&f);
+        /* The credential itself: refused, with where to get a token. */
+        request(&f, "GET", "/admin/thing", (const H2Header[]) { { "authorization", "Bearer router-test-credential-123" } },
+                1, NULL, 0);
+        CU_ASSERT_TRUE(is_error(&f, 401, "POST /idm/token"));
+        h2_test_fetch_done(&f);
+        /* A valid token without the scope: 403. */
+        request(&f, "GET", "/admin/thing", (const H2Header[]) { { "authorization", h_runtime } }, 1, NULL, 0);
+        CU_ASSERT_TRUE(is_error(&f, 403, "scope"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(strna(h2_client_request_get_header(f.req, "www-authenticate")),
+                                      "insufficient_scope"));
         h2_test_fetch_done(&f);
         CU_ASSERT_EQUAL(rec.calls, 0);
-        request(&f, "GET", "/admin/thing", (const H2Header[]) { { "authorization", "bearer router-test-credential-123" } },
-                1, NULL, 0);
+        request(&f, "GET", "/admin/thing", (const H2Header[]) { { "authorization", h_admin } }, 1, NULL, 0);
         CU_ASSERT_EQUAL(f.status, 204);
         h2_test_fetch_done(&f);
         CU_ASSERT_EQUAL(rec.calls, 1);
 
-        /* No credential configured: nobody gets in. */
+        /* No credential configured: nobody gets in, not even with a token. */
         CU_ASSERT_EQUAL(auth_set_admin_token(fx.auth, NULL), 0);
-        request(&f, "GET", "/admin/thing", (const H2Header[]) { { "authorization", "Bearer router-test-credential-123" } },
-                1, NULL, 0);
-        CU_ASSERT_TRUE(is_error(&f, 401, NULL));
+        request(&f, "GET", "/admin/thing", (const H2Header[]) { { "authorization", h_admin } }, 1, NULL, 0);
+        CU_ASSERT_TRUE(is_error(&f, 401, "admin API off"));
         h2_test_fetch_done(&f);
+        /* A new credential: tokens got before it are refused. */
+        sleep(1);
+        CU_ASSERT_EQUAL(auth_set_admin_token(fx.auth, "router-test-credential-456"), 0);
+        request(&f, "GET", "/admin/thing", (const H2Header[]) { { "authorization", h_admin } }, 1, NULL, 0);
+        CU_ASSERT_TRUE(is_error(&f, 401, "credential changed"));
+        h2_test_fetch_done(&f);
+        CU_ASSERT_EQUAL(rec.calls, 1);
         CU_ASSERT_EQUAL(auth_set_admin_token(fx.auth, "router-test-credential-123"), 0);
 }
 

@@ -22,6 +22,10 @@
 
 #define DT_ADMIN_TOKEN "test-admin-credential-0123456789"
 
+/* "Bearer <admin access token>" of the domain last started, for
+ * dt_admin(): admin routes take IdM tokens, not the credential. */
+static char dt_admin_authorization[4096];
+
 typedef struct DomainTest {
         char dir[64];
         char state[128];
@@ -36,6 +40,35 @@ typedef struct DomainTest {
 
 static inline int dt_rm(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
         return remove(p);
+}
+
+/* Asks the domain's IdM for an admin access token with the credential,
+ * as rethinkctl does, into dt_admin_authorization. */
+static inline int dt_fetch_admin_token(DomainTest *t) {
+        static const char form[] = "grant_type=client_credentials&client_id=admin&client_secret=" DT_ADMIN_TOKEN;
+        H2TestFetch f = {};
+        json_t *j;
+        const char *token;
+        int r;
+
+        r = h2_client_request(t->client, "POST", "/idm/token",
+                              (const H2Header[]) { { "content-type", "application/x-www-form-urlencoded" } }, 1, form,
+                              strlen(form), 0, h2_test_fetch_callbacks(false), &f, &f.req);
+        if (r < 0)
+                return r;
+        if (!h2_test_run_until(t->event, &f.done, 30) || f.status != 200) {
+                h2_test_fetch_done(&f);
+                return -EACCES;
+        }
+        j = f.body ? json_loadb((const char *) f.body, f.size, 0, NULL) : NULL;
+        token = json_string_value(json_object_get(j, "access_token"));
+        r = token && snprintf(dt_admin_authorization, sizeof(dt_admin_authorization), "Bearer %s", token) <
+                                     (int) sizeof(dt_admin_authorization)
+                    ? 0
+                    : -EBADMSG;
+        json_decref(j);
+        h2_test_fetch_done(&f);
+        return r;
 }
 
 /* Starts a domain whose configuration is the test defaults plus extra
@@ -67,8 +100,12 @@ static inline int dt_start_domain(DomainTest *t) {
         r = domain_start(t->domain);
         if (r < 0)
                 return r;
-        return h2_client_new(t->event, "127.0.0.1", (uint16_t) domain_get_port(t->domain), NULL, NULL, NULL,
-                             h2_test_conn_callbacks(), &t->conn, &t->client);
+        r = h2_client_new(t->event, "127.0.0.1", (uint16_t) domain_get_port(t->domain), NULL, NULL, NULL,
+                          h2_test_conn_callbacks(), &t->conn, &t->client);
+        if (r < 0)
+                return r;
+        /* t->client speaks h2c; a TLS domain's suite gets its own token. */
+        return t->extra_config && strstr(t->extra_config, "Certificate=") ? 0 : dt_fetch_admin_token(t);
 }
 
 static inline void dt_stop_domain(DomainTest *t) {
@@ -127,7 +164,16 @@ static inline void dt_request(DomainTest *t, H2TestFetch *f, const char *method,
         CU_ASSERT_EQUAL(f->error, 0);
 }
 
+/* The authorization header of an admin: its access token. */
 static inline const H2Header *dt_admin(void) {
+        static H2Header h[1];
+
+        h[0] = (H2Header) { "authorization", dt_admin_authorization };
+        return h;
+}
+
+/* The credential itself, which admin routes refuse. */
+static inline const H2Header *dt_admin_credential(void) {
         static const H2Header h[] = { { "authorization", "Bearer " DT_ADMIN_TOKEN } };
         return h;
 }
