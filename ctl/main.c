@@ -36,6 +36,7 @@ uint16_t arg_init_port = 8443;
 const char *arg_domain_url, *arg_ca_file, *arg_admin_token_file;
 const char *arg_descriptor, *arg_publisher_key, *arg_application;
 char **arg_hyperties, **arg_protostubs;
+const char *arg_password_file;
 
 static void free_lists(void) {
         freestrvp(&arg_init_addresses);
@@ -353,6 +354,10 @@ static const verb verbs[] = {
         { "activate", 1, 2, verb_component_or_device_order, "[EP] NAME", "Start an installed component" },
         { "deactivate", 1, 2, verb_component_or_device_order, "[EP] NAME", "Stop an active component" },
         { "uninstall", 1, 2, verb_component_or_device_order, "[EP] NAME", "Remove a component" },
+        { "load-hyperty", 1, 1, verb_load_hyperty, "NAME", "Run an installed hyperty; prints its address" },
+        { "load-protostub", 1, 2, verb_load_protostub, "DOMAIN|URL [DOMAIN]",
+          "Run the messaging protostub of a domain or a p2p protostub to a peer" },
+        { "instances", 0, 0, verb_instances, "", "List the running component instances on the bus" },
         { "domain", 2, 2, verb_domain, "init DIR", "Make a domain set-up for a first try in DIR" },
         { "publish", 1, 1, verb_publish, "PACKAGE", "Sign a package and publish it with its descriptor" },
         { "devices", 0, 2, verb_devices, "[show|claim EP]", "List the domain's devices, show or claim one" },
@@ -360,6 +365,14 @@ static const verb verbs[] = {
         { "confirm", 2, 2, verb_device_order, "EP NAME", "Consent for a device to install a component" },
         { "cancel", 2, 2, verb_device_order, "EP NAME", "Cancel a component's installation on a device" },
         { "events", 0, 0, verb_events, "", "Follow the domain's device events until interrupted" },
+        { "discover", 0, 1, verb_discover, "[KIND]", "Query the Global Registry: hyperties (default), dataobjects" },
+        { "resources", 0, 0, verb_resources, "", "List the domain's M2M resources, reporters, last values" },
+        /* Several lines for one verb, for --help; the first one is run. */
+        { "user", 1, 2, verb_user, "login NAME", "Log a user of the domain in on this device" },
+        { "user", 1, 2, verb_user, "list", "List the users logged in on this device" },
+        { "user", 1, 2, verb_user, "logout NAME", "Log a user out on this device" },
+        { "users", 0, 2, verb_users, "", "List the domain's users" },
+        { "users", 0, 2, verb_users, "add|remove NAME", "Add a user to the domain, or remove one" },
 };
 
 /* --- command line ------------------------------------------------------------------ */
@@ -381,7 +394,7 @@ static void help(void) {
                "                         default) or pretty (indented)\n"
                "     --timeout=SEC       Give up after SEC seconds (default: 10)\n"
                "\nThe domain's admin API (publish, devices, bootstrap, confirm, cancel, events,\n"
-               "and activate, deactivate, uninstall with EP NAME):\n"
+               "discover, resources, users; activate, deactivate, uninstall with EP NAME):\n"
                "     --domain=URL        The domain, http(s)://HOST[:PORT], HOST numeric or\n"
                "                         localhost (default: $RETHINK_DOMAIN_URL)\n"
                "     --ca-file=PEM       CA certificates to verify the domain with (default:\n"
@@ -393,6 +406,19 @@ static void help(void) {
                "     --application=NAME  bootstrap: the application (a hyperty)\n"
                "     --hyperty=NAME      bootstrap: a hyperty; repeat for more\n"
                "     --protostub=NAME    bootstrap: a protocol stub; repeat for more\n"
+               "     --resource=TYPE     discover: entries offering this resource type\n"
+               "     --scheme=SCHEME     discover: entries with this data scheme\n"
+               "     --user=URL          discover: entries of this user (user://IDP/ID)\n"
+               "     --tag=TAG           discover: entries with this tag\n"
+               "     --status=STATUS     discover: live or disconnected\n"
+               "     --prefix=URL        resources: those at or below this ctxt:// address\n"
+               "     --limit=N           discover, resources: entries per page\n"
+               "     --cursor=NEXT       discover, resources: the page after NEXT\n"
+               "     --all               discover, resources: every page, not just the first\n"
+               "\nuser login, users add:\n"
+               "     --password-file=PATH\n"
+               "                         Read the password from PATH (default: ask on the\n"
+               "                         terminal without echo, else read a line from stdin)\n"
                "\ndomain init:\n"
                "     --name=NAME         DNS name for the server certificate (default: localhost)\n"
                "     --address=IP        IP address for the server certificate; repeat for more\n"
@@ -438,6 +464,16 @@ static int parse_argv(int argc, char **argv) {
                 ARG_APPLICATION,
                 ARG_HYPERTY,
                 ARG_PROTOSTUB,
+                ARG_PASSWORD_FILE,
+                ARG_RESOURCE,
+                ARG_SCHEME,
+                ARG_USER,
+                ARG_TAG,
+                ARG_STATUS,
+                ARG_PREFIX,
+                ARG_LIMIT,
+                ARG_CURSOR,
+                ARG_ALL,
         };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
@@ -458,6 +494,16 @@ static int parse_argv(int argc, char **argv) {
                 { "application", required_argument, NULL, ARG_APPLICATION },
                 { "hyperty", required_argument, NULL, ARG_HYPERTY },
                 { "protostub", required_argument, NULL, ARG_PROTOSTUB },
+                { "password-file", required_argument, NULL, ARG_PASSWORD_FILE },
+                { "resource", required_argument, NULL, ARG_RESOURCE },
+                { "scheme", required_argument, NULL, ARG_SCHEME },
+                { "user", required_argument, NULL, ARG_USER },
+                { "tag", required_argument, NULL, ARG_TAG },
+                { "status", required_argument, NULL, ARG_STATUS },
+                { "prefix", required_argument, NULL, ARG_PREFIX },
+                { "limit", required_argument, NULL, ARG_LIMIT },
+                { "cursor", required_argument, NULL, ARG_CURSOR },
+                { "all", no_argument, NULL, ARG_ALL },
                 {},
         };
         int c;
@@ -562,6 +608,46 @@ static int parse_argv(int argc, char **argv) {
                 case ARG_PROTOSTUB:
                         if (strv_append(&arg_protostubs, optarg) < 0)
                                 return -ENOMEM;
+                        break;
+                case ARG_PASSWORD_FILE:
+                        arg_password_file = optarg;
+                        break;
+                case ARG_RESOURCE:
+                        arg_resource = optarg;
+                        break;
+                case ARG_SCHEME:
+                        arg_scheme = optarg;
+                        break;
+                case ARG_USER:
+                        arg_user = optarg;
+                        break;
+                case ARG_TAG:
+                        arg_tag = optarg;
+                        break;
+                case ARG_STATUS:
+                        arg_status = optarg;
+                        break;
+                case ARG_PREFIX:
+                        arg_prefix = optarg;
+                        break;
+                case ARG_LIMIT: {
+                        char *end;
+                        unsigned long n;
+
+                        errno = 0;
+                        n = strtoul(optarg, &end, 10);
+                        if (errno != 0 || end == optarg || *end || n == 0 || n > 1000 || optarg[0] == '-') {
+                                fprintf(stderr, "Invalid --limit= \"%s\": expected 1-1000.\n", optarg);
+                                return -EINVAL;
+                        }
+                        arg_limit = (unsigned) n;
+                        break;
+                }
+                case ARG_CURSOR:
+                        arg_cursor = optarg;
+                        break;
+                case ARG_ALL:
+                        arg_all = true;
                         break;
                 case '?':
                         if (optopt > 0 && optopt < 0x80)

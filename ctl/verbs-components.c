@@ -48,11 +48,30 @@ static char *format_progress(char *buf, size_t size, json_t *c) {
         return buf;
 }
 
+/* "running 1234", "restarting (2 restarts)", or "-" when nothing runs. */
+static char *format_process(char *buf, size_t size, json_t *c) {
+        const char *process = jstr(c, "process");
+        uint64_t pid = juint(c, "pid"), restarts = juint(c, "restarts");
+        int n;
+
+        if (!process) {
+                snprintf(buf, size, "-");
+                return buf;
+        }
+        n = pid > 0 ? snprintf(buf, size, "%.16s %" PRIu64, process, pid) : snprintf(buf, size, "%.16s", process);
+        if (restarts > 0 && n > 0 && (size_t) n < size)
+                snprintf(buf + n, size - n, " (%" PRIu64 " restart%s)", restarts, restarts == 1 ? "" : "s");
+        for (char *q = buf; *q; q++)
+                if ((unsigned char) *q < 0x20 || *q == 0x7f)
+                        *q = ' ';
+        return buf;
+}
+
 static int add_component_row(table *t, json_t *c) {
         _cleanup_free_ char *name = sanitized(jstr(c, "name")), *version = sanitized(jstr(c, "version")),
                             *type = sanitized(jstr(c, "type")), *state = sanitized(jstr(c, "state")),
                             *reason = sanitized(jstr(c, "reason") ?: jstr(c, "resultText"));
-        char result[32], progress[16];
+        char result[32], progress[16], process[80];
         json_t *v = json_object_get(c, "result");
         int r = 0;
 
@@ -69,13 +88,14 @@ static int add_component_row(table *t, json_t *c) {
         r = r ?: table_add_cell(t, state, component_state_color(jstr(c, "state")));
         r = r ?: table_add_cell(t, result, NULL);
         r = r ?: table_add_cell(t, format_progress(progress, sizeof(progress), c), NULL);
+        r = r ?: table_add_cell(t, format_process(process, sizeof(process), c), NULL);
         r = r ?: table_add_cell(t, reason, NULL);
         return r;
 }
 
 int verb_components(int argc, char **argv) {
         static const char *const headers[] = {
-                "NAME", "VERSION", "TYPE", "STATE", "RESULT", "PROGRESS", "REASON",
+                "NAME", "VERSION", "TYPE", "STATE", "RESULT", "PROGRESS", "PROCESS", "REASON",
         };
         json_auto_t *result = NULL;
         _cleanup_table_ table *t = NULL;

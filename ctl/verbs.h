@@ -7,7 +7,10 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+#include "domain-client.h"
 
 /* Exit codes, documented in --help and docs/control.md. */
 enum {
@@ -58,12 +61,36 @@ int verb_components(int argc, char **argv);
 int verb_install(int argc, char **argv);
 int verb_component_order(int argc, char **argv);
 
+/* verbs-runtime.c: the runtime APIs and the running instances. */
+int verb_load_hyperty(int argc, char **argv);
+int verb_load_protostub(int argc, char **argv);
+int verb_instances(int argc, char **argv);
+
 /* verbs-domain.c: a domain set-up. */
 int verb_domain(int argc, char **argv);
 
-/* verbs-admin.c: a domain's admin API. */
+/* verbs-admin.c: a domain's admin API. The helpers report every failure
+ * on stderr: connect to --domain= with the admin credential, one request
+ * (2xx or a failure; what: "add the user", for messages), the answer as
+ * JSON. */
+int open_domain(domain_client **ret);
+int domain_request(domain_client *c, const char *method, const char *path, const char *content_type,
+                   const void *body, size_t size, const char *what, domain_response **ret);
+json_t *response_json(domain_response *resp, const char *what);
 int verb_publish(int argc, char **argv);
 int verb_devices(int argc, char **argv);
 int verb_bootstrap(int argc, char **argv);
 int verb_device_order(int argc, char **argv);
 int verb_events(int argc, char **argv);
+/* discover: the Global Registry; resources: the M2M Resource Directory.
+ * Their options (0/NULL/false when not given). */
+extern const char *arg_resource, *arg_scheme, *arg_user, *arg_tag, *arg_status, *arg_cursor, *arg_prefix;
+extern unsigned arg_limit;
+extern bool arg_all;
+int verb_discover(int argc, char **argv);
+int verb_resources(int argc, char **argv);
+
+/* verbs-users.c: end users, on the device (user) and at the domain (users). */
+extern const char *arg_password_file;
+int verb_user(int argc, char **argv);
+int verb_users(int argc, char **argv);

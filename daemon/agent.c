@@ -21,11 +21,16 @@
 #include "netmon.h"
 #include "qos-journal.h"
 #include "qosbpf.h"
+#include "jwks-cache.h"
+#include "local-rd.h"
 #include "registration-session.h"
+#include "runtime.h"
 #include "registration.h"
 #include "swmgr-control.h"
 #include "swmgr.h"
+#include "launcher.h"
 #include "time-util.h"
+#include "users.h"
 
 /* What the agent keeps per watched link besides the QoS state: the
  * previous counter readings the rates are computed from. */
@@ -53,10 +58,15 @@ struct agent {
         char *bpf_reason;
         control_server *control;
         swmgr *swmgr;
+        launcher *launcher;
         identity *identity;
         registration *registration;
         reg_session *session;
         domain_orders *orders;
+        users *users;
+        jwks_cache *jwks;
+        local_rd *local_rd;
+        runtime *runtime;
         qos_machine *qos;
         gates *gates;
 
@@ -151,6 +161,7 @@ static void agent_link_drop(agent *a, int ifindex) {
 static void agent_update_gates(agent *a) {
         gates_update(a->gates, qos_machine_get_state(a->qos), qos_machine_get_overall_metered(a->qos),
                      config_get_downloads_on_metered(a->config));
+        runtime_set_connectivity(a->runtime, qos_state_to_string(qos_machine_get_state(a->qos)));
         agent_update_status(a);
 }
 
@@ -751,9 +762,17 @@ static int agent_setup_bpf(agent *a) {
 static int agent_setup_swmgr(agent *a) {
         _cleanup_free_ char *error = NULL;
         const char *dir = config_get_state_directory(a->config);
+        launcher_options lo;
         int r;
 
         agent_set_status(a, "Starting: software manager in %s", dir);
+        config_get_launcher_options(a->config, &lo);
+        r = launcher_new(a->event, &lo, &a->launcher);
+        if (r < 0) {
+                log_error_errno(r, "Failed to set up the component launcher ([Components] Launcher=%s), "
+                                "software management disabled: %m", launcher_mode_to_string(lo.mode));
+                return 0;
+        }
         /* The domain serves its catalogue's packages: relative package URLs
          * are resolved against it. */
         r = swmgr_new(a->event, a->gates,
@@ -761,6 +780,7 @@ static int agent_setup_swmgr(agent *a) {
                               .state_dir = dir,
                               .catalogue_url = config_get_domain_url(a->config),
                               .ca_file = config_get_domain_ca_file(a->config),
+                              .launcher = a->launcher,
                       },
                       &a->swmgr);
         if (r < 0) {
@@ -773,6 +793,16 @@ static int agent_setup_swmgr(agent *a) {
                 log_warning_errno(r, "Trusted publishers: %s", error ?: strerror(-r));
         else
                 log_info("%d trusted package publisher(s) from %s.", r, config_get_trusted_publishers(a->config));
+        return 0;
+}
+
+/* After the runtime is set up: recovery starts the active components,
+ * which need their bus addresses and tokens. */
+static int agent_start_swmgr(agent *a) {
+        int r;
+
+        if (!a->swmgr)
+                return 0;
         r = swmgr_start(a->swmgr);
         if (r < 0) {
                 log_error_errno(r, "Failed to recover the software components, software management disabled: %m");
@@ -882,6 +912,140 @@ static int agent_setup_registration(agent *a) {
         return agent_setup_session(a);
 }
 
+/* End users log in with the messaging session's device token. */
+static const char *users_device_token(void *userdata) {
+        agent *a = userdata;
+
+        return a->session ? reg_session_get_token(a->session) : NULL;
+}
+
+/* Like registration, a part of the agent and not a condition for it;
+ * without a domain, user-list and user-logout still work. */
+static int agent_setup_users(agent *a) {
+        int r;
+
+        r = users_new(a->event,
+                      &(users_options) {
+                              .url = config_get_domain_url(a->config),
+                              .ca_file = config_get_domain_ca_file(a->config),
+                              .domain_name = config_get_domain_name(a->config),
+                              .state_dir = config_get_state_directory(a->config),
+                      },
+                      &a->users);
+        if (r < 0) {
+                log_error_errno(r, "Failed to set up the end users, no user logins: %m");
+                return 0;
+        }
+        users_set_device_token_source(a->users, users_device_token, a);
+        r = users_register_commands(a->users, a->control);
+        if (r < 0)
+                return log_error_errno(r, "Failed to register the user commands: %m");
+        return 0;
+}
+
+static bool address_is_loopback(const char *address) {
+        struct in6_addr a6;
+        struct in_addr a4;
+
+        if (inet_pton(AF_INET, address, &a4) == 1)
+                return (ntohl(a4.s_addr) >> 24) == 127;
+        return inet_pton(AF_INET6, address, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+}
+
+/* The Local M2M Resource Directory (docs/local-rd.md). Like registration,
+ * a part of the agent and not a condition for it: a configuration it
+ * cannot work with turns it off, and the log names the key. */
+static int agent_setup_local_rd(agent *a) {
+        const char *listen = config_get_local_rd_listen(a->config), *url = config_get_domain_url(a->config),
+                   *name = config_get_domain_name(a->config);
+        bool cleartext = config_get_local_rd_cleartext(a->config);
+        int r;
+
+        if (!listen) {
+                log_debug("No [LocalRD] Listen=: the Local M2M Resource Directory is off.");
+                return 0;
+        }
+        if (!url || !name) {
+                log_error("[LocalRD] Listen= needs [Domain] URL= and Name= (whose tokens peers present): "
+                          "the Local M2M Resource Directory is off.");
+                return 0;
+        }
+        if (cleartext && !address_is_loopback(listen)) {
+                log_error("[LocalRD] Cleartext=yes is only allowed with a loopback Listen= address, not %s: "
+                          "the Local M2M Resource Directory is off.", listen);
+                return 0;
+        }
+        if (!cleartext && (!config_get_local_rd_certificate(a->config) || !config_get_local_rd_key(a->config))) {
+                log_error("[LocalRD] Certificate= and Key= are required (or Cleartext=yes on loopback): "
+                          "the Local M2M Resource Directory is off.");
+                return 0;
+        }
+        r = jwks_cache_new(a->event,
+                           &(jwks_cache_options) { .url = url, .ca_file = config_get_domain_ca_file(a->config),
+                                                   .domain = name },
+                           &a->jwks);
+        if (r >= 0)
+                r = jwks_cache_start(a->jwks);
+        if (r < 0) {
+                log_error_errno(r, "Failed to set up the domain's key set from %s ([Domain] URL=, CAFile=), "
+                                   "the Local M2M Resource Directory is off: %m", url);
+                a->jwks = jwks_cache_free(a->jwks);
+                return 0;
+        }
+        r = local_rd_new(a->event,
+                         &(local_rd_options) { .address = listen,
+                                               .port = config_get_local_rd_port(a->config),
+                                               .certificate = config_get_local_rd_certificate(a->config),
+                                               .key = config_get_local_rd_key(a->config),
+                                               .cleartext = cleartext,
+                                               .domain = name,
+                                               .jwks = a->jwks },
+                         &a->local_rd);
+        if (r < 0) {
+                log_error_errno(r, "Failed to start the Local M2M Resource Directory on %s port %u "
+                                   "([LocalRD] Listen=, Port=, Certificate=, Key=), it is off: %m",
+                                listen, config_get_local_rd_port(a->config));
+                a->jwks = jwks_cache_free(a->jwks);
+                return 0;
+        }
+        log_info("Local M2M Resource Directory at %s%s.", local_rd_get_endpoint(a->local_rd),
+                 cleartext ? " (cleartext, loopback only)" : "");
+        return 0;
+}
+
+/* The runtime (bus, component instances, Global Registry entries) needs
+ * a launcher and the runtime's address, which comes with the messaging
+ * session's configuration. */
+static int agent_setup_runtime(agent *a) {
+        int r;
+
+        if (!a->launcher || !a->session) {
+                log_info("No %s: components run without the message bus.",
+                         a->launcher ? "[Domain] Name= (runtime address)" : "component launcher");
+                return 0;
+        }
+        r = runtime_new(a->event,
+                        &(runtime_options) {
+                                .domain = config_get_domain_name(a->config),
+                                .runtime_address = reg_session_get_runtime(a->session),
+                                .bus_socket = config_get_bus_socket(a->config),
+                                .domain_url = config_get_domain_url(a->config),
+                                .ca_file = config_get_domain_ca_file(a->config),
+                        },
+                        a->launcher, a->swmgr, &a->runtime);
+        if (r < 0)
+                return log_error_errno(r, "Failed to open the message bus on %s ([Agent] BusSocket=): %m",
+                                       config_get_bus_socket(a->config));
+        runtime_set_session(a->runtime, a->session);
+        runtime_set_local_rd(a->runtime, a->local_rd);
+        runtime_set_connectivity(a->runtime, qos_state_to_string(qos_machine_get_state(a->qos)));
+        r = runtime_control_register(a->runtime, a->control);
+        if (r < 0)
+                return log_error_errno(r, "Failed to register the runtime commands: %m");
+        log_info("Message bus for components at %s.", config_get_bus_socket(a->config));
+        return 0;
+}
+
 static bool netmon_accept_all(const netmon_link_info *link, void *userdata) {
         /* The agent decides what it watches, so a reload can change it. */
         return true;
@@ -975,6 +1139,22 @@ int agent_start(agent *a) {
         if (r < 0)
                 return r;
 
+        r = agent_setup_users(a);
+        if (r < 0)
+                return r;
+
+        r = agent_setup_local_rd(a);
+        if (r < 0)
+                return r;
+
+        r = agent_setup_runtime(a);
+        if (r < 0)
+                return r;
+
+        r = agent_start_swmgr(a);
+        if (r < 0)
+                return r;
+
         agent_set_status(a, "Starting: reading links, addresses and routes");
         r = netmon_new(a->event, &a->netmon);
         if (r >= 0)
@@ -1003,10 +1183,18 @@ agent *agent_free(agent *a) {
         a->sigint = sd_event_source_disable_unref(a->sigint);
         a->sighup = sd_event_source_disable_unref(a->sighup);
         control_server_free(a->control);
+        /* Before what it borrows: the launcher, the manager, the Local RD. */
+        runtime_free(a->runtime);
+        /* Before the key set it borrows. */
+        local_rd_free(a->local_rd);
+        jwks_cache_free(a->jwks);
         /* Before the manager and the session it borrows. */
         domain_orders_free(a->orders);
+        users_free(a->users);
         /* Before the gates: it holds a subscription. */
         swmgr_free(a->swmgr);
+        /* After everything that starts components through it. */
+        launcher_free(a->launcher);
         reg_session_free(a->session);
         registration_free(a->registration);
         identity_free(a->identity);
@@ -1030,6 +1218,10 @@ sd_event *agent_get_event(agent *a) {
 
 gates *agent_get_gates(agent *a) {
         return a->gates;
+}
+
+struct launcher *agent_get_launcher(agent *a) {
+        return a->launcher;
 }
 
 swmgr *agent_get_swmgr(agent *a) {

@@ -40,4 +40,6 @@ sd_event *agent_get_event(agent *a);
 gates *agent_get_gates(agent *a);
 /* NULL when software management could not be set up (logged). */
 swmgr *agent_get_swmgr(agent *a);
+/* NULL when software management is off. */
+struct launcher *agent_get_launcher(agent *a);
 const qos_machine *agent_get_qos(agent *a);

@@ -3,6 +3,7 @@
 #include <fnmatch.h>
 #include <getopt.h>
 #include <limits.h>
+#include <arpa/inet.h>
 #include <net/if.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include "fileio.h"
 #include "identity.h"
 #include "ini.h"
+#include "launcher.h"
 #include "log.h"
 #include "registration-session.h"
 #include "registration.h"
@@ -31,6 +33,8 @@ typedef enum key_type {
         T_URL,          /* optional; registration_url_parse() */
         T_ENDPOINT,     /* optional; identity_endpoint_is_valid() */
         T_DOMAIN_NAME,  /* optional; reg_session_domain_name_is_valid() */
+        T_LAUNCHER,     /* launcher_mode_from_string() */
+        T_IP,           /* optional; numeric IPv4 or IPv6 */
 } key_type;
 
 typedef struct config_key {
@@ -57,6 +61,7 @@ struct agent_config {
 
         int log_level;
         char *control_socket;
+        char *bus_socket;
         char **watch;
         char **metered;
         unsigned rtt_ms;
@@ -74,12 +79,21 @@ struct agent_config {
         char *cgroup_path;
         char *state_directory;
         char *trusted_publishers;
+        int launcher_mode;
+        unsigned restart_initial_sec;
+        unsigned restart_max_sec;
+        unsigned restart_burst;
         char *domain_url;
         char *domain_ca_file;
         char *domain_endpoint;
         char *domain_name;
         unsigned domain_lifetime_sec;
         unsigned domain_retry_max_sec;
+        char *local_rd_listen;
+        unsigned local_rd_port;
+        char *local_rd_certificate;
+        char *local_rd_key;
+        bool local_rd_cleartext;
 };
 
 #define F(field) offsetof(struct agent_config, field)
@@ -92,6 +106,8 @@ static const config_key keys[] = {
           "Log threshold: debug, info, notice, warning, err" },
         { "Agent", "ControlSocket", "control-socket", T_SOCKET, F(control_socket), 0, 0,
           CONFIG_CONTROL_SOCKET_DEFAULT, "Control socket path" },
+        { "Agent", "BusSocket", "bus-socket", T_SOCKET, F(bus_socket), 0, 0, CONFIG_BUS_SOCKET_DEFAULT,
+          "Message bus socket the components connect to" },
         { "Interfaces", "Watch", "watch", T_IFLIST, F(watch), 0, 0, "",
           "Interfaces to watch (names, globs); empty: all but loopback" },
         { "Interfaces", "Metered", "metered", T_IFLIST, F(metered), 0, 0, "",
@@ -126,6 +142,14 @@ static const config_key keys[] = {
           CONFIG_STATE_DIRECTORY_DEFAULT, "Persistent state (components.db, installed software)" },
         { "Software", "TrustedPublishers", "trusted-publishers", T_PATH, F(trusted_publishers), 0, 0,
           CONFIG_TRUSTED_PUBLISHERS_DEFAULT, "Directory of trusted publisher keys (NAME.pem, NAME.pub)" },
+        { "Components", "Launcher", "launcher", T_LAUNCHER, F(launcher_mode), 0, 0, "auto",
+          "How components run: auto, systemd (transient units), fork (child processes)" },
+        { "Components", "RestartInitialSec", "restart-initial-sec", T_UINT, F(restart_initial_sec), 1, 3600, "1",
+          "First delay before a component that exited is started again, in seconds" },
+        { "Components", "RestartMaxSec", "restart-max-sec", T_UINT, F(restart_max_sec), 1, 86400, "60",
+          "Longest delay between restarts of a component, in seconds" },
+        { "Components", "RestartBurst", "restart-burst", T_UINT, F(restart_burst), 1, 1000, "5",
+          "Exits within 5 minutes after which a component is not restarted any more" },
         { "Domain", "URL", "domain-url", T_URL, F(domain_url), 0, 0, "",
           "The domain to register with, https://IP[:PORT]; empty: no registration" },
         { "Domain", "Name", "domain-name", T_DOMAIN_NAME, F(domain_name), 0, 0, "",
@@ -138,6 +162,16 @@ static const config_key keys[] = {
           "Registration lifetime asked for, in seconds" },
         { "Domain", "RetryMaxSec", "retry-max-sec", T_UINT, F(domain_retry_max_sec), 1, 86400, "600",
           "Longest wait between registration retries, in seconds" },
+        { "LocalRD", "Listen", "local-rd-listen", T_IP, F(local_rd_listen), 0, 0, "",
+          "Address the Local M2M Resource Directory listens on (numeric); empty: off" },
+        { "LocalRD", "Port", "local-rd-port", T_UINT, F(local_rd_port), 1, 65535, "8444",
+          "Port of the Local M2M Resource Directory" },
+        { "LocalRD", "Certificate", "local-rd-certificate", T_PATH, F(local_rd_certificate), 0, 0, "",
+          "TLS certificate (PEM) of the Local M2M Resource Directory" },
+        { "LocalRD", "Key", "local-rd-key", T_PATH, F(local_rd_key), 0, 0, "",
+          "TLS private key (PEM) of the Local M2M Resource Directory" },
+        { "LocalRD", "Cleartext", "local-rd-cleartext", T_BOOL, F(local_rd_cleartext), 0, 0, "no",
+          "Serve h2c without TLS (loopback addresses and tests only)" },
 };
 
 #define FIELD(c, k, type) ((type *) ((char *) (c) + (k)->offset))
@@ -297,6 +331,29 @@ static int set_key(agent_config *c, const config_key *k, const char *value, char
                 *FIELD(c, k, char *) = s;
                 return 0;
         }
+        case T_IP: {
+                unsigned char buf[sizeof(struct in6_addr)];
+                char *s;
+
+                if (*v && inet_pton(AF_INET, v, buf) != 1 && inet_pton(AF_INET6, v, buf) != 1) {
+                        reason = strdup("expected a numeric IPv4 or IPv6 address");
+                        break;
+                }
+                s = *v ? strdup(v) : NULL;
+                if (*v && !s)
+                        return -ENOMEM;
+                free(*FIELD(c, k, char *));
+                *FIELD(c, k, char *) = s;
+                return 0;
+        }
+        case T_LAUNCHER:
+                r = launcher_mode_from_string(v);
+                if (r < 0) {
+                        reason = strdup("expected auto, systemd or fork");
+                        break;
+                }
+                *FIELD(c, k, int) = r;
+                return 0;
         case T_IFLIST: {
                 char **l = NULL;
 
@@ -365,6 +422,7 @@ agent_config *config_free(agent_config *c) {
                 free(c->overrides[i].value);
         free(c->overrides);
         free(c->control_socket);
+        free(c->bus_socket);
         strv_free(c->watch);
         strv_free(c->metered);
         free(c->cgroup_path);
@@ -374,6 +432,9 @@ agent_config *config_free(agent_config *c) {
         free(c->domain_ca_file);
         free(c->domain_endpoint);
         free(c->domain_name);
+        free(c->local_rd_listen);
+        free(c->local_rd_certificate);
+        free(c->local_rd_key);
         free(c);
         return NULL;
 }
@@ -623,6 +684,10 @@ const char *config_get_control_socket(const agent_config *c) {
         return c->control_socket;
 }
 
+const char *config_get_bus_socket(const agent_config *c) {
+        return c->bus_socket;
+}
+
 char *const *config_get_watch(const agent_config *c) {
         return c->watch;
 }
@@ -687,6 +752,15 @@ const char *config_get_state_directory(const agent_config *c) {
 
 const char *config_get_trusted_publishers(const agent_config *c) {
         return c->trusted_publishers;
+}
+
+void config_get_launcher_options(const agent_config *c, launcher_options *ret) {
+        *ret = (launcher_options) {
+                .mode = c->launcher_mode,
+                .restart_initial_usec = c->restart_initial_sec * 1000000ULL,
+                .restart_max_usec = c->restart_max_sec * 1000000ULL,
+                .restart_burst = c->restart_burst,
+        };
 }
 
 /* mountinfo escapes blanks and backslashes as \ooo. */
@@ -840,4 +914,24 @@ unsigned config_get_domain_lifetime_sec(const agent_config *c) {
 
 uint64_t config_get_domain_retry_max_usec(const agent_config *c) {
         return (uint64_t) c->domain_retry_max_sec * 1000000ULL;
+}
+
+const char *config_get_local_rd_listen(const agent_config *c) {
+        return c->local_rd_listen;
+}
+
+uint16_t config_get_local_rd_port(const agent_config *c) {
+        return (uint16_t) c->local_rd_port;
+}
+
+const char *config_get_local_rd_certificate(const agent_config *c) {
+        return c->local_rd_certificate;
+}
+
+const char *config_get_local_rd_key(const agent_config *c) {
+        return c->local_rd_key;
+}
+
+bool config_get_local_rd_cleartext(const agent_config *c) {
+        return c->local_rd_cleartext;
 }

@@ -26,6 +26,7 @@
 
 #define CONFIG_FILE_DEFAULT "/etc/rethink/agent.conf"
 #define CONFIG_CONTROL_SOCKET_DEFAULT "/run/rethink/agent.sock"
+#define CONFIG_BUS_SOCKET_DEFAULT "/run/rethink/bus.sock"
 #define CONFIG_CGROUP_ROOT_DEFAULT "/sys/fs/cgroup/unified"
 #define CONFIG_STATE_DIRECTORY_DEFAULT "/var/lib/rethink"
 #define CONFIG_TRUSTED_PUBLISHERS_DEFAULT "/etc/rethink/publishers.d"
@@ -64,6 +65,8 @@ size_t config_n_keys(void);
 const char *config_get_path(const agent_config *c);
 int config_get_log_level(const agent_config *c);
 const char *config_get_control_socket(const agent_config *c);
+/* The message bus socket (docs/bus.md). Read at start only. */
+const char *config_get_bus_socket(const agent_config *c);
 /* NULL-terminated lists of names and globs; empty when unset. */
 char *const *config_get_watch(const agent_config *c);
 char *const *config_get_metered(const agent_config *c);
@@ -83,6 +86,10 @@ const char *config_get_cgroup_path(const agent_config *c);
  * the directory of trusted publisher keys. Read at start only. */
 const char *config_get_state_directory(const agent_config *c);
 const char *config_get_trusted_publishers(const agent_config *c);
+/* [Components]: the launcher's mode and restart policy (daemon/launcher.h).
+ * Read at start only. */
+typedef struct launcher_options launcher_options;
+void config_get_launcher_options(const agent_config *c, launcher_options *ret);
 /* Registration with the domain ([Domain]); URL NULL: registration is off.
  * Read at start only. */
 const char *config_get_domain_url(const agent_config *c);
@@ -93,6 +100,13 @@ const char *config_get_domain_name(const agent_config *c);
 const char *config_get_domain_endpoint(const agent_config *c);
 unsigned config_get_domain_lifetime_sec(const agent_config *c);
 uint64_t config_get_domain_retry_max_usec(const agent_config *c);
+/* The Local M2M Resource Directory ([LocalRD], docs/local-rd.md); Listen
+ * NULL: off. Read at start only. */
+const char *config_get_local_rd_listen(const agent_config *c);
+uint16_t config_get_local_rd_port(const agent_config *c);
+const char *config_get_local_rd_certificate(const agent_config *c);
+const char *config_get_local_rd_key(const agent_config *c);
+bool config_get_local_rd_cleartext(const agent_config *c);
 
 /* The cgroup v2 directory sock_ops attaches to: CgroupPath= when set, else
  * our own cgroup (the "0::" line of /proc/self/cgroup) below the cgroup2

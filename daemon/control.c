@@ -25,6 +25,12 @@
 
 typedef struct control_client control_client;
 
+struct control_deferred {
+        control_client *client; /* NULL once the client is gone */
+        int64_t id;
+        control_deferred *prev, *next;
+};
+
 typedef struct control_command {
         char *name;
         control_handler_t handler;
@@ -66,6 +72,10 @@ struct control_client {
 
         /* No more requests: flush what is queued, then close. */
         bool closing;
+
+        /* Requests whose handler answers later; the client stays open
+         * for them even after the peer stopped sending. */
+        control_deferred *deferred;
 };
 
 struct control_request {
@@ -73,6 +83,7 @@ struct control_request {
         const control_client *client;
         int error_code;
         char *error_description;
+        bool deferred;
 };
 
 static control_client *client_free(control_client *c);
@@ -208,11 +219,121 @@ static int client_flush(control_client *c) {
                 (void) sd_event_source_set_time_relative(c->idle_source, c->server->idle_usec);
         }
 
-        if (client_pending(c) == 0 && c->closing) {
+        if (client_pending(c) == 0 && c->closing && !c->deferred) {
                 client_free(c);
                 return -ECONNRESET;
         }
         return 0;
+}
+
+/* --- deferred replies --------------------------------------------------------- */
+
+int control_request_defer(control_request *req, control_deferred **ret) {
+        control_client *c = (control_client *) req->client;
+        control_deferred *d;
+
+        if (!ret || req->deferred)
+                return -EINVAL;
+        d = calloc(1, sizeof(*d));
+        if (!d)
+                return -ENOMEM;
+        d->client = c;
+        d->id = ctl_request_get_id(req->request);
+        d->next = c->deferred;
+        if (c->deferred)
+                c->deferred->prev = d;
+        c->deferred = d;
+        req->deferred = true;
+        *ret = d;
+        return 0;
+}
+
+static control_client *deferred_detach(control_deferred *d) {
+        control_client *c = d->client;
+
+        if (!c)
+                return NULL;
+        if (d->prev)
+                d->prev->next = d->next;
+        else
+                c->deferred = d->next;
+        if (d->next)
+                d->next->prev = d->prev;
+        d->client = NULL;
+        return c;
+}
+
+control_deferred *control_deferred_free(control_deferred *d) {
+        control_client *c;
+
+        if (!d)
+                return NULL;
+        c = deferred_detach(d);
+        free(d);
+        /* The client may have been waiting only for this one. */
+        if (c && client_flush(c) >= 0)
+                (void) client_update_events(c);
+        return NULL;
+}
+
+static int deferred_send(control_deferred *d, ctl_reply *reply) {
+        control_client *c = deferred_detach(d);
+        int r;
+
+        free(d);
+        if (!c)
+                return 0;
+        r = client_queue_reply(c, reply);
+        if (r < 0) {
+                log_error_errno(r, "Failed to answer control client %d, dropping it: %m", (int) c->cred.pid);
+                client_free(c);
+                return r;
+        }
+        if (client_flush(c) < 0)
+                return 0;
+        r = client_update_events(c);
+        if (r < 0) {
+                log_error_errno(r, "Failed to update control client %d: %m", (int) c->cred.pid);
+                client_free(c);
+        }
+        return 0;
+}
+
+int control_deferred_reply(control_deferred *d, json_t *result) {
+        _cleanup_ctl_reply_ ctl_reply *reply = NULL;
+        int r;
+
+        if (!d) {
+                json_decref(result);
+                return -EINVAL;
+        }
+        if (result && !json_is_object(result)) {
+                json_decref(result);
+                return control_deferred_fail(d, CTLPROTO_INTERNAL, "Internal error: malformed result");
+        }
+        r = ctl_reply_new_ok(d->id, result, &reply);
+        json_decref(result);
+        if (r < 0) {
+                control_deferred_free(d);
+                return r;
+        }
+        return deferred_send(d, reply);
+}
+
+int control_deferred_fail(control_deferred *d, int code, const char *description) {
+        _cleanup_ctl_reply_ ctl_reply *reply = NULL;
+        int r;
+
+        if (!d)
+                return -EINVAL;
+        if (code < 400 || code > 599)
+                code = CTLPROTO_INTERNAL;
+        r = ctl_reply_new_error(d->id, code, description ?: "Failed", &reply);
+        if (r < 0) {
+                control_deferred_free(d);
+                return r;
+        }
+        return deferred_send(d, reply);
 }
 
 /* --- input ------------------------------------------------------------------- */
@@ -245,6 +366,11 @@ static int client_dispatch(control_client *c, const ctl_request *request) {
 
         control_request req = { .request = request, .client = c };
         r = cmd->handler(&req, &result, cmd->userdata);
+        if (r >= 0 && req.deferred) {
+                json_decref(result);
+                free(req.error_description);
+                return 0;
+        }
         if (r < 0) {
                 json_decref(result);
                 if (req.error_code == 0) {
@@ -424,6 +550,14 @@ static control_client *client_free(control_client *c) {
         if (c->next)
                 c->next->prev = c->prev;
         s->n_clients--;
+
+        while (c->deferred) {
+                control_deferred *d = c->deferred;
+
+                c->deferred = d->next;
+                d->client = NULL;
+                d->prev = d->next = NULL;
+        }
 
         sd_event_source_disable_unref(c->io_source);
         sd_event_source_disable_unref(c->idle_source);

@@ -101,3 +101,18 @@ pid_t control_request_get_peer_pid(const control_request *req);
  * 404, -EIO otherwise, so a handler can `return control_request_set_error(...)`. */
 int control_request_set_error(control_request *req, int code, const char *format, ...)
         _printf_(3, 4);
+
+/* Answers that need a round trip (to the domain, say): the handler calls
+ * control_request_defer(), returns 0 and answers later with
+ * control_deferred_reply() (takes result; NULL is an empty object) or
+ * control_deferred_fail() (code 400-599), each of which frees d. If the
+ * client is gone by then, the answer is dropped. The client stays open
+ * while an answer is due, even after it stopped sending; the idle timeout
+ * still applies, so answer within it. control_deferred_free() gives up
+ * without an answer. Answers to one client may come out of request order;
+ * the id tells them apart. */
+typedef struct control_deferred control_deferred;
+int control_request_defer(control_request *req, control_deferred **ret);
+int control_deferred_reply(control_deferred *d, json_t *result);
+int control_deferred_fail(control_deferred *d, int code, const char *description);
+control_deferred *control_deferred_free(control_deferred *d);

@@ -450,7 +450,7 @@ static int build_token_body(reg_session *s, char **ret) {
         if (r < 0)
                 return r;
         if (asprintf(ret,
-                     "grant_type=client_credentials&scope=runtime&client_assertion_type="
+                     "grant_type=client_credentials&scope=runtime%%20peer&client_assertion_type="
                      "urn%%3Aietf%%3Aparams%%3Aoauth%%3Aclient-assertion-type%%3Ajwt-bearer"
                      "&client_assertion=%s",
                      assertion) < 0)
@@ -763,6 +763,10 @@ const char *reg_session_get_runtime(const reg_session *s) {
 
 const char *reg_session_get_token(const reg_session *s) {
         return s->token && now(CLOCK_MONOTONIC) < s->token_expiry ? s->token : NULL;
+}
+
+usec_t reg_session_get_token_expiry(const reg_session *s) {
+        return reg_session_get_token(s) ? s->token_expiry : 0;
 }
 
 unsigned reg_session_get_messages(const reg_session *s) {

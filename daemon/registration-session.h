@@ -89,5 +89,7 @@ reg_session_state reg_session_get_state(const reg_session *s);
 const char *reg_session_get_runtime(const reg_session *s);
 /* NULL without a valid token. */
 const char *reg_session_get_token(const reg_session *s);
+/* When it expires (CLOCK_MONOTONIC); 0 without a valid token. */
+usec_t reg_session_get_token_expiry(const reg_session *s);
 unsigned reg_session_get_messages(const reg_session *s);
 json_t *reg_session_status_json(const reg_session *s);

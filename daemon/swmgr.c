@@ -22,6 +22,7 @@
 #include "descriptor.h"
 #include "download.h"
 #include "fileio.h"
+#include "launcher.h"
 #include "log.h"
 #include "message.h"
 #include "package.h"
@@ -31,8 +32,6 @@
 #include "swmgr-journal.h"
 
 #define ADMIN_PRINCIPAL_DEFAULT "local:uid=0"
-/* How long a component may take to exit after SIGTERM. */
-#define STOP_TIMEOUT_USEC (5 * USEC_PER_SEC)
 
 #define IN_SET_SWM(x, ...)                                                                \
         ({                                                                                \
@@ -58,9 +57,7 @@ typedef struct component {
         descriptor *desc;
         acl *acl;
         download *dl;
-        pid_t pid;
-        sd_event_source *child;
-        sd_event_source *kill_timer;    /* SIGKILL after a SIGTERM that was ignored */
+        launch_instance *instance;      /* while it runs, restarts or stops */
 } component;
 
 struct swmgr {
@@ -78,6 +75,8 @@ struct swmgr {
         char *dm_principal;
         char *admin_principal;
         download_options dl_options;
+        launcher *launcher;             /* borrowed, or own_launcher */
+        launcher *own_launcher;
 
         publisher *publishers;
         size_t n_publishers;
@@ -221,8 +220,7 @@ static component *component_free(component *c) {
         if (!c)
                 return NULL;
         download_free(c->dl);
-        c->child = sd_event_source_disable_unref(c->child);
-        c->kill_timer = sd_event_source_disable_unref(c->kill_timer);
+        launch_instance_free(c->instance);
         component_record_done(&c->rec);
         descriptor_free(c->desc);
         acl_free(c->acl);
@@ -491,6 +489,13 @@ int swmgr_new(sd_event *e, gates *g, const swmgr_options *o, swmgr **ret) {
             dup_opt(&m->dm_principal, o->dm_principal, NULL) < 0 ||
             dup_opt(&m->admin_principal, o->admin_principal, ADMIN_PRINCIPAL_DEFAULT) < 0)
                 return -ENOMEM;
+        m->launcher = o->launcher;
+        if (!m->launcher) {
+                r = launcher_new(e, &(launcher_options) { .mode = LAUNCHER_FORK }, &m->own_launcher);
+                if (r < 0)
+                        return r;
+                m->launcher = m->own_launcher;
+        }
         m->dl_options = (download_options) {
                 .retry_initial = o->retry_initial,
                 .retry_max = o->retry_max,
@@ -537,8 +542,8 @@ swmgr *swmgr_free(swmgr *m) {
 
                 if (c->dl)
                         download_stop(c->dl);
-                if (c->pid > 0)
-                        (void) kill(c->pid, SIGTERM);
+                if (c->instance)
+                        (void) launcher_stop(c->instance);
                 component_free(c);
         }
         free(m->components);
@@ -549,6 +554,7 @@ swmgr *swmgr_free(swmgr *m) {
         }
         free(m->publishers);
         component_store_free(m->store);
+        launcher_free(m->own_launcher);
         sd_event_unref(m->event);
         free(m->state_dir);
         free(m->dir_downloads);
@@ -613,7 +619,7 @@ int swmgr_get_state(swmgr *m, const char *name, swm_state *ret_state, int *ret_r
 pid_t swmgr_get_pid(swmgr *m, const char *name) {
         component *c = m ? find_component(m, name) : NULL;
 
-        return c ? c->pid : 0;
+        return c ? launch_instance_get_pid(c->instance) : 0;
 }
 
 /* --- JSON ------------------------------------------------------------------------------ */
@@ -622,9 +628,12 @@ static json_t *component_json(component *c) {
         char created[FORMAT_RFC3339_MAX], updated[FORMAT_RFC3339_MAX];
         json_t *acl_json = NULL, *o;
 
+        bool systemd = launcher_get_mode(c->manager->launcher) == LAUNCHER_SYSTEMD;
+
         if (acl_to_json(c->acl, &acl_json) < 0)
                 return NULL;
-        o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:s, s:s?, s:b, s:I, s:I, s:I, s:s, s:o, s:s, s:s}",
+        o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:s, s:s?, s:b, s:I, s:s?, s:s?, s:i, s:s, s:I, s:I, s:s, s:o, "
+                      "s:s, s:s}",
                       "name", c->rec.name,
                       "version", c->rec.version,
                       "type", descriptor_kind_to_string(descriptor_get_kind(c->desc)),
@@ -633,7 +642,11 @@ static json_t *component_json(component *c) {
                       "resultText", strna(swm_result_to_string(c->rec.result)),
                       "reason", c->rec.reason,
                       "active", c->rec.active,
-                      "pid", (json_int_t) c->pid,
+                      "pid", (json_int_t) launch_instance_get_pid(c->instance),
+                      "process", c->instance ? launch_instance_get_state(c->instance) : NULL,
+                      "unit", systemd && c->instance ? launch_instance_get_unit(c->instance) : NULL,
+                      "restarts", (int) launch_instance_get_restarts(c->instance),
+                      "launcher", launcher_mode_to_string(launcher_get_mode(c->manager->launcher)),
                       "bytes", (json_int_t) (c->dl ? download_get_bytes(c->dl) : c->rec.bytes),
                       "total", (json_int_t) (c->dl && download_get_total(c->dl) ? download_get_total(c->dl)
                                                                                   : c->rec.total),
@@ -1040,85 +1053,71 @@ static int component_install(component *c, const char *principal) {
         return component_transition(c, SWM_INSTALLED, SWM_RESULT_INSTALLED, false, principal, "installed");
 }
 
-static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata) {
+static void on_instance_exit(launch_instance *i, const launch_exit *e, void *userdata) {
         component *c = userdata;
-        char what[64];
+        char what[96];
 
-        c->child = sd_event_source_disable_unref(c->child);
-        c->kill_timer = sd_event_source_disable_unref(c->kill_timer);
-        c->pid = 0;
-        if (si->si_code == CLD_EXITED)
-                snprintf(what, sizeof(what), "exited with status %d", si->si_status);
+        if (e->code == CLD_EXITED)
+                snprintf(what, sizeof(what), "exited with status %d", e->status);
+        else if (e->code == CLD_KILLED || e->code == CLD_DUMPED)
+                snprintf(what, sizeof(what), "killed by signal %s", strsignal(e->status) ?: "?");
         else
-                snprintf(what, sizeof(what), "killed by signal %s", strsignal(si->si_status) ?: "?");
-        if (c->rec.active && c->state == SWM_INSTALLED)
-                (void) component_transition(c, SWM_INSTALLED, SWM_RESULT_INSTALLED, false, NULL, "%s", what);
+                snprintf(what, sizeof(what), "could not start: %s", strerror(e->status < 0 ? -e->status : EIO));
+        if (e->will_restart)
+                return; /* the launcher said so in the journal; still active */
+
+        c->instance = launch_instance_free(c->instance);
+        if (e->gave_up && c->rec.active && c->state == SWM_INSTALLED)
+                (void) component_transition(c, SWM_INSTALLED, SWM_RESULT_INSTALLED, false, NULL,
+                                            "%s; gave up after %u restarts", what, e->restarts);
         else
                 log_info("Component %s %s.", c->rec.name, what);
-        return 0;
 }
 
-static int on_kill_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        component *c = userdata;
-
-        if (c->pid > 0) {
-                log_warning("Component %s did not stop within %s of SIGTERM, killing it.", c->rec.name, "5s");
-                (void) kill(c->pid, SIGKILL);
-        }
-        return 0;
+static launch_kind component_launch_kind(component *c) {
+        /* What is not a protocol stub gets the tighter sandbox. */
+        return descriptor_get_kind(c->desc) == DESCRIPTOR_PROTOCOLSTUB ? LAUNCH_PROTOSTUB : LAUNCH_HYPERTY;
 }
 
 static int component_spawn(component *c) {
         swmgr *m = c->manager;
-        _cleanup_free_ char *dir = component_path(c, m->dir_installed, NULL), *exe = NULL, *conf = NULL;
+        _cleanup_free_ char *dir = component_path(c, m->dir_installed, NULL), *exe = NULL, *conf = NULL,
+                            *e_name = NULL, *e_version = NULL, *e_conf = NULL, *e_kind = NULL;
         json_t *cfg = json_object_get(descriptor_get_json(c->desc), "configuration");
-        pid_t parent = getpid(), pid;
         int r;
 
-        if (c->pid > 0)
-                return 0;
+        if (c->instance) {
+                if (!streq(launch_instance_get_state(c->instance), "stopping"))
+                        return 0;
+                /* Deactivated and activated again before it was gone. */
+                c->instance = launch_instance_free(c->instance);
+        }
         if (!dir)
                 return -ENOMEM;
         exe = path_join(dir, c->rec.name, NULL);
         conf = cfg ? json_dumps(cfg, JSON_COMPACT) : strdup("{}");
         if (!exe || !conf)
                 return -ENOMEM;
+        if (asprintf(&e_name, "RETHINK_COMPONENT=%s", c->rec.name) < 0 ||
+            asprintf(&e_version, "RETHINK_COMPONENT_VERSION=%s", c->rec.version) < 0 ||
+            asprintf(&e_conf, "RETHINK_COMPONENT_CONFIGURATION=%s", conf) < 0 ||
+            asprintf(&e_kind, "RETHINK_COMPONENT_KIND=%s", launch_kind_to_string(component_launch_kind(c))) < 0)
+                return -ENOMEM;
 
-        pid = fork();
-        if (pid < 0)
-                return negative_errno();
-        if (pid == 0) {
-                sigset_t none;
-                int null_fd;
-
-                /* The agent blocks the signals it handles with signalfd;
-                 * the component must get them the ordinary way. */
-                sigemptyset(&none);
-                (void) sigprocmask(SIG_SETMASK, &none, NULL);
-                (void) signal(SIGPIPE, SIG_DFL);
-                /* Components live no longer than the agent: after a crash
-                 * the restarted agent starts them again, never twice. */
-                if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
-                        _exit(EXIT_FAILURE);
-                null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-                if (null_fd >= 0)
-                        (void) dup2(null_fd, STDIN_FILENO);
-                (void) close_range(3, ~0U, 0);
-                if (chdir(dir) < 0 || setenv("RETHINK_COMPONENT", c->rec.name, 1) < 0 ||
-                    setenv("RETHINK_COMPONENT_VERSION", c->rec.version, 1) < 0 ||
-                    setenv("RETHINK_COMPONENT_CONFIGURATION", conf, 1) < 0)
-                        _exit(EXIT_FAILURE);
-                execv(exe, (char *[]) { exe, NULL });
-                _exit(127);
-        }
-        r = sd_event_add_child(m->event, &c->child, pid, WEXITED, on_child, c);
-        if (r < 0) {
-                (void) kill(pid, SIGKILL);
-                (void) waitpid(pid, NULL, 0);
+        r = launcher_start(m->launcher,
+                           &(launch_spec) {
+                                   .name = c->rec.name,
+                                   .key = "main",
+                                   .kind = component_launch_kind(c),
+                                   .executable = exe,
+                                   .working_directory = dir,
+                                   .environment = (char *[]) { e_name, e_version, e_conf, e_kind, NULL },
+                           },
+                           &c->instance);
+        if (r < 0)
                 return r;
-        }
-        c->pid = pid;
-        swmgr_journal_process(c->rec.name, c->rec.version, pid, true);
+        launch_instance_set_exit_handler(c->instance, on_instance_exit, c);
+        swmgr_journal_process(c->rec.name, c->rec.version, launch_instance_get_pid(c->instance), true);
         return 0;
 }
 
@@ -1380,7 +1379,7 @@ int swmgr_activate(swmgr *m, const char *principal, const char *name, json_t **r
                 return r;
         if (c->state != SWM_INSTALLED)
                 return busy(c, "activate", ret_error);
-        if (c->pid > 0)
+        if (c->instance && c->rec.active)
                 return reply_component(c, ret_value);
         /* Wanted first, then started: a crash in between starts it on restart. */
         r = component_transition(c, SWM_INSTALLED, SWM_RESULT_INSTALLED, true, principal, "activated");
@@ -1409,13 +1408,11 @@ int swmgr_deactivate(swmgr *m, const char *principal, const char *name, json_t *
                 if (r < 0)
                         return set_error(ret_error, r, "cannot store the deactivation: %s", strerror(-r));
         }
-        if (c->pid > 0) {
-                (void) kill(c->pid, SIGTERM);
-                swmgr_journal_process(c->rec.name, c->rec.version, c->pid, false);
-                r = event_reset_time_relative(m->event, &c->kill_timer, STOP_TIMEOUT_USEC, on_kill_timer, c,
-                                              "component-stop");
-                if (r < 0)
-                        log_warning_errno(r, "Component %s: cannot arm the stop timeout: %m", c->rec.name);
+        if (c->instance) {
+                swmgr_journal_process(c->rec.name, c->rec.version, launch_instance_get_pid(c->instance), false);
+                /* Nothing left to wait for (it was between restarts): done. */
+                if (launcher_stop(c->instance) == 0)
+                        c->instance = launch_instance_free(c->instance);
         }
         return reply_component(c, ret_value);
 }
@@ -1431,13 +1428,11 @@ int swmgr_uninstall(swmgr *m, const char *principal, const char *name, json_t **
         if (IN_SET_SWM(c->state, SWM_INSTALLING, SWM_UNINSTALLING))
                 return busy(c, "uninstall", ret_error);
         if (c->state == SWM_INSTALLED) {
-                if (c->pid > 0) {
-                        /* Reaped here: the record and its child source are about to go. */
-                        (void) kill(c->pid, SIGKILL);
-                        swmgr_journal_process(c->rec.name, c->rec.version, c->pid, false);
-                        c->child = sd_event_source_disable_unref(c->child);
-                        (void) waitpid(c->pid, NULL, 0);
-                        c->pid = 0;
+                if (c->instance) {
+                        /* Killed here: the files are about to go. */
+                        swmgr_journal_process(c->rec.name, c->rec.version, launch_instance_get_pid(c->instance),
+                                              false);
+                        c->instance = launch_instance_free(c->instance);
                 }
                 r = component_transition(c, SWM_UNINSTALLING, SWM_RESULT_INSTALLED, false, principal, "uninstalling");
                 if (r < 0)
@@ -1765,5 +1760,22 @@ int swmgr_start(swmgr *m) {
                 if (gates_is_open(m->gates, GATE_DOWNLOADS, NULL))
                         on_gate(GATE_DOWNLOADS, true, "open", m);
         }
+        return 0;
+}
+
+int swmgr_get_executable(swmgr *m, const char *name, char **ret_path, bool *ret_protostub) {
+        component *c = m ? find_component(m, name) : NULL;
+        _cleanup_free_ char *dir = NULL;
+        char *exe;
+
+        if (!c || c->state != SWM_INSTALLED)
+                return -ENOENT;
+        dir = component_path(c, m->dir_installed, NULL);
+        exe = dir ? path_join(dir, c->rec.name, NULL) : NULL;
+        if (!exe)
+                return -ENOMEM;
+        if (ret_protostub)
+                *ret_protostub = descriptor_get_kind(c->desc) == DESCRIPTOR_PROTOCOLSTUB;
+        *ret_path = exe;
         return 0;
 }

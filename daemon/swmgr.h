@@ -76,6 +76,9 @@ typedef struct swmgr_options {
         usec_t retry_max;
         unsigned retry_attempts;
         usec_t stall_timeout;           /* no byte for this long: retry; 0: 60s */
+        /* Runs active components (daemon/launcher.h), borrowed: it must
+         * outlive the manager. NULL: a fork/exec launcher of its own. */
+        struct launcher *launcher;
 } swmgr_options;
 
 /* A transition, after it was committed. principal is who ordered it, NULL
@@ -101,8 +104,9 @@ typedef struct swmgr swmgr;
 /* Opens the database and the directories; does not act yet (see
  * swmgr_start()). gates may be NULL: downloads then never start. */
 int swmgr_new(sd_event *e, gates *g, const swmgr_options *options, swmgr **ret);
-/* Stops downloads (partials are kept) and sends SIGTERM to running
- * components; their "active" stays set, so the next start runs them again. */
+/* Stops downloads (partials are kept) and stops running components
+ * (launcher_stop()); their "active" stays set, so the next start runs them
+ * again. */
 swmgr *swmgr_free(swmgr *m);
 DEFINE_TRIVIAL_CLEANUP_FUNC(swmgr *, swmgr_free);
 #define _cleanup_swmgr_ _cleanup_(swmgr_freep)
@@ -166,4 +170,7 @@ int swmgr_error_to_status(int error);
 /* Introspection for tests and the control socket. */
 int swmgr_get_state(swmgr *m, const char *name, swm_state *ret_state, int *ret_result);
 pid_t swmgr_get_pid(swmgr *m, const char *name);
+/* The installed executable of an INSTALLED component (to be freed), and
+ * whether it is a protocol stub; -ENOENT otherwise. */
+int swmgr_get_executable(swmgr *m, const char *name, char **ret_path, bool *ret_protostub);
 const char *swmgr_get_state_dir(swmgr *m);

@@ -325,7 +325,7 @@ static void on_switched(hyperty *h, const rt_message *m, void *userdata) {
         consumer *c = the_consumer;
         int code = rt_message_get_code(m);
 
-        if (code == 200)
+        if (code >= 200 && code < 300)
                 log_struct(LOG_INFO, LOG_MESSAGE("switched %s: %d %s", c->actuator ? c->actuator : "the actuator", code,
                                                  strna(rt_message_get_description(m))),
                            LOG_FIELD("CONTEXT_ACTUATOR", "%s", strna(c->actuator)),

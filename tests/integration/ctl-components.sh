@@ -92,9 +92,9 @@ t_check "delivered (waits for consent)" t_wait_for 20 is_state rtcl-probe DELIVE
 
 run components
 expect "components: exit 0" 0
-t_check "components: header" grep -Eq '^NAME +VERSION +TYPE +STATE +RESULT +PROGRESS +REASON$' "$DIR/out"
+t_check "components: header" grep -Eq '^NAME +VERSION +TYPE +STATE +RESULT +PROGRESS +PROCESS +REASON$' "$DIR/out"
 t_check "components: delivered row with result 3 and full progress" \
-	grep -Eq '^rtcl-probe +1\.0\.0 +hyperty +DELIVERED +3 +100% +waiting for consent$' "$DIR/out"
+	grep -Eq '^rtcl-probe +1\.0\.0 +hyperty +DELIVERED +3 +100% +- +waiting for consent$' "$DIR/out"
 t_check "components: count line" grep -q '^1 component listed\.$' "$DIR/out"
 run --json components
 t_check "--json components: the agent's result" \
