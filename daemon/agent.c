@@ -1031,6 +1031,9 @@ static int agent_setup_runtime(agent *a) {
                                 .bus_socket = config_get_bus_socket(a->config),
                                 .domain_url = config_get_domain_url(a->config),
                                 .ca_file = config_get_domain_ca_file(a->config),
+                                .messaging_stub = config_get_messaging_protostub(a->config),
+                                .p2p_stub = config_get_p2p_protostub(a->config),
+                                .registry_lifetime_sec = config_get_registry_lifetime_sec(a->config),
                         },
                         a->launcher, a->swmgr, &a->runtime);
         if (r < 0)

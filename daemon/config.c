@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "descriptor.h"
 #include "fileio.h"
 #include "identity.h"
 #include "ini.h"
@@ -35,6 +36,7 @@ typedef enum key_type {
         T_DOMAIN_NAME,  /* optional; reg_session_domain_name_is_valid() */
         T_LAUNCHER,     /* launcher_mode_from_string() */
         T_IP,           /* optional; numeric IPv4 or IPv6 */
+        T_COMPONENT,    /* required; descriptor_name_is_valid() */
 } key_type;
 
 typedef struct config_key {
@@ -83,6 +85,9 @@ struct agent_config {
         unsigned restart_initial_sec;
         unsigned restart_max_sec;
         unsigned restart_burst;
+        char *messaging_stub;
+        char *p2p_stub;
+        unsigned registry_lifetime_sec;
         char *domain_url;
         char *domain_ca_file;
         char *domain_endpoint;
@@ -150,6 +155,12 @@ static const config_key keys[] = {
           "Longest delay between restarts of a component, in seconds" },
         { "Components", "RestartBurst", "restart-burst", T_UINT, F(restart_burst), 1, 1000, "5",
           "Exits within 5 minutes after which a component is not restarted any more" },
+        { "Components", "MessagingProtostub", "messaging-protostub", T_COMPONENT, F(messaging_stub), 0, 0,
+          "messaging", "The installed protostub that reaches the domain's Messaging Service" },
+        { "Components", "P2PProtostub", "p2p-protostub", T_COMPONENT, F(p2p_stub), 0, 0, "p2p",
+          "The installed protostub that reaches peers' Local M2M Resource Directories" },
+        { "Components", "RegistryLifetimeSec", "registry-lifetime-sec", T_UINT, F(registry_lifetime_sec), 10,
+          86400, "60", "Lifetime of the hyperties' Global Registry entries (kept alive at a third of it)" },
         { "Domain", "URL", "domain-url", T_URL, F(domain_url), 0, 0, "",
           "The domain to register with, https://IP[:PORT]; empty: no registration" },
         { "Domain", "Name", "domain-name", T_DOMAIN_NAME, F(domain_name), 0, 0, "",
@@ -331,6 +342,20 @@ static int set_key(agent_config *c, const config_key *k, const char *value, char
                 *FIELD(c, k, char *) = s;
                 return 0;
         }
+        case T_COMPONENT: {
+                char *s;
+
+                if (!descriptor_name_is_valid(v)) {
+                        reason = strdup("expected a component name: 1-64 characters of [A-Za-z0-9._-]");
+                        break;
+                }
+                s = strdup(v);
+                if (!s)
+                        return -ENOMEM;
+                free(*FIELD(c, k, char *));
+                *FIELD(c, k, char *) = s;
+                return 0;
+        }
         case T_IP: {
                 unsigned char buf[sizeof(struct in6_addr)];
                 char *s;
@@ -431,6 +456,8 @@ agent_config *config_free(agent_config *c) {
         free(c->domain_url);
         free(c->domain_ca_file);
         free(c->domain_endpoint);
+        free(c->messaging_stub);
+        free(c->p2p_stub);
         free(c->domain_name);
         free(c->local_rd_listen);
         free(c->local_rd_certificate);
@@ -906,6 +933,18 @@ const char *config_get_domain_name(const agent_config *c) {
 
 const char *config_get_domain_endpoint(const agent_config *c) {
         return c->domain_endpoint;
+}
+
+const char *config_get_messaging_protostub(const agent_config *c) {
+        return c->messaging_stub;
+}
+
+const char *config_get_p2p_protostub(const agent_config *c) {
+        return c->p2p_stub;
+}
+
+unsigned config_get_registry_lifetime_sec(const agent_config *c) {
+        return c->registry_lifetime_sec;
 }
 
 unsigned config_get_domain_lifetime_sec(const agent_config *c) {

@@ -98,6 +98,10 @@ const char *config_get_domain_ca_file(const agent_config *c);
 const char *config_get_domain_name(const agent_config *c);
 /* NULL: the stored or derived endpoint name (daemon/identity.h). */
 const char *config_get_domain_endpoint(const agent_config *c);
+/* [Components]: the runtime's protostubs and Global Registry lifetime. */
+const char *config_get_messaging_protostub(const agent_config *c);
+const char *config_get_p2p_protostub(const agent_config *c);
+unsigned config_get_registry_lifetime_sec(const agent_config *c);
 unsigned config_get_domain_lifetime_sec(const agent_config *c);
 uint64_t config_get_domain_retry_max_usec(const agent_config *c);
 /* The Local M2M Resource Directory ([LocalRD], docs/local-rd.md); Listen

@@ -146,6 +146,7 @@ TrustedPublishers=$M_TMP/publishers
 [Components]
 Launcher=fork
 RestartInitialSec=1
+RegistryLifetimeSec=${M_REGISTRY_LIFETIME:-60}
 [Domain]
 URL=$M_URL
 CAFile=$M_DIR/ca.pem

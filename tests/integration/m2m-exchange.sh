@@ -32,6 +32,9 @@ M_NET=$((60 + $$ % 40))
 M_TMP=$(mktemp -d "/tmp/m2mx-XXXXXX")
 chmod 0711 "$M_TMP"
 M_LOG_LEVEL=debug
+# Short registry entries, so a device that loses its link shows as
+# disconnected within the test.
+M_REGISTRY_LIFETIME=10
 m2m_on_cleanup() { t_cleanup "$1"; }
 t_cleanup "rm -rf '$M_TMP'"
 [ -z "${M_KEEP:-}" ] || t_cleanup "cp -r '$M_TMP' '$M_KEEP'"
@@ -137,6 +140,19 @@ t_check "restarted producer back on the bus under the same address" m2m_wait 20 
 N=$(comp_count b context-consumer-pubsub "via pubsub")
 more_values() { [ "$(comp_count b context-consumer-pubsub "via pubsub")" -gt "$N" ]; }
 t_check "values flow again after the restart" m2m_wait 30 more_values
+
+# --- the producer's device loses its link: disconnected after the entry's lifetime --------------
+entry_status() {
+	m2m_admin --json discover --resource=temperature 2>/dev/null |
+		jq -e --arg u "$PRODUCER" --arg s "$1" '.hyperties[] | select(.url == $u) | .status == $s' >/dev/null
+}
+ip -n "$M_A" link set m2ma down
+t_check "the domain's registry marks the entry disconnected" m2m_wait 40 entry_status disconnected
+t_check "consumer hears the producer is disconnected" m2m_wait 40 comp_has b context-consumer-pubsub \
+	"Producer $PRODUCER is disconnected\|Leaving producer $PRODUCER"
+ip -n "$M_A" link set m2ma up
+ip -n "$M_A" route replace default via "10.$M_NET.1.1" dev m2ma
+t_check "the domain's registry lists the entry as live again once the link is back" m2m_wait 40 entry_status live
 
 # --- producer gone ----------------------------------------------------------------------
 t_check "producer deactivated by the admin" m2m_admin deactivate "$(m2m_endpoint a)" context-producer
