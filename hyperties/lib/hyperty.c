@@ -652,15 +652,17 @@ static void dispatch_message(hyperty *h, const rt_message *m) {
                         handle_hello_answer(h, m);
                         return;
                 }
+                p = pending_find(h, rt_message_get_id(m));
                 /* An answer to someone a protostub relays for (the domain,
-                 * a peer) is the protostub's to carry on, not one of its
-                 * own requests: ids are only unique per sender. */
-                if (!streq(rt_message_get_to(m, 0), h->address) && h->state == LINK_READY) {
+                 * a peer) is the protostub's to carry on: it is not one of
+                 * its own requests unless id and responder both match (ids
+                 * are only unique per sender). */
+                if ((!p || !streq(p->to, rt_message_get_from(m))) && !streq(rt_message_get_to(m, 0), h->address) &&
+                    h->state == LINK_READY) {
                         if (h->message_handler)
                                 h->message_handler(h, m, h->message_userdata);
                         return;
                 }
-                p = pending_find(h, rt_message_get_id(m));
                 if (!p) {
                         /* Late (after its 408) or not ours: nobody waits. */
                         log_debug("libhyperty: dropping response %" PRIu64 " nobody waits for.",
