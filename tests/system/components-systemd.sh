@@ -205,6 +205,14 @@ AGENT=$BUILD/rethink-agent
 CTL=$BUILD/rethinkctl
 SERVER=$BUILD/tests/helpers/swm-pkg-server
 if [ -x "$AGENT" ] && [ -x "$CTL" ] && [ -x "$SERVER" ]; then
+	# The build tree may be where the namespace has a fresh /tmp.
+	for b in "$AGENT" "$CTL" "$SERVER"; do
+		ns_put "$b" "/usr/local/bin/lx-$(basename "$b")"
+		ns chmod 0755 "/usr/local/bin/lx-$(basename "$b")"
+	done
+	AGENT=/usr/local/bin/lx-rethink-agent
+	CTL=/usr/local/bin/lx-rethinkctl
+	SERVER=/usr/local/bin/lx-swm-pkg-server
 	P=/run/rethink-lx-pkg
 	ASOCK=/run/rethink-lx-agent.sock
 	ns mkdir -p "$P/srv"
@@ -226,8 +234,11 @@ if [ -x "$AGENT" ] && [ -x "$CTL" ] && [ -x "$SERVER" ]; then
 		--trusted-publishers="$P/srv/publishers" --domain-url="http://127.0.0.1:$(port)"
 	t_wait_for 20 ns test -S "$ASOCK"
 	actl() { ns "$CTL" --socket="$ASOCK" "$@"; }
-	comp() { actl --json components | python3 -c 'import json,sys; c=json.load(sys.stdin)["components"]; print(json.dumps(c[0]) if c else "{}")'; }
-	field() { comp | python3 -c 'import json,sys; v=json.load(sys.stdin).get(sys.argv[1]); print("" if v is None else v)' "$1"; }
+	comp() { actl --json components | jq -c '.components[0] // {}'; }
+	field() {
+		comp | jq -r --arg k "$1" 'if .[$k] == null then "" else .[$k] |
+			if type == "boolean" then (if . then "True" else "False" end) else tostring end end'
+	}
 	actl install "$P/srv/descriptor.json" >/dev/null
 	t_wait_for 30 test "$(field state)" = DELIVERED
 	actl accept lxprobe >/dev/null
