@@ -18,6 +18,7 @@
 #include "backoff.h"
 #include "fileio.h"
 #include "launcher.h"
+#include "strv.h"
 #include "log.h"
 #include "sha256.h"
 
@@ -522,28 +523,6 @@ static bool env_has(char *const *env, const char *name) {
                 if (strncmp(*env, name, n) == 0 && (*env)[n] == '=')
                         return true;
         return false;
-}
-
-static int strv_push_printf(char ***l, size_t *n, const char *fmt, ...) _printf_(3, 4);
-static int strv_push_printf(char ***l, size_t *n, const char *fmt, ...) {
-        va_list ap;
-        char **a, *s;
-        int k;
-
-        va_start(ap, fmt);
-        k = vasprintf(&s, fmt, ap);
-        va_end(ap);
-        if (k < 0)
-                return -ENOMEM;
-        a = reallocarray(*l, *n + 2, sizeof(char *));
-        if (!a) {
-                free(s);
-                return -ENOMEM;
-        }
-        *l = a;
-        a[(*n)++] = s;
-        a[*n] = NULL;
-        return 0;
 }
 
 /* The environment of an instance: the spec's, RETHINK_BUS when there is a

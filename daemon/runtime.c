@@ -11,6 +11,7 @@
 #include "log.h"
 #include "runtime.h"
 #include "sha256.h"
+#include "strv.h"
 #include "time-util.h"
 
 #define BUS_TOKEN_CREDENTIAL "rethink-bus-token"
@@ -133,12 +134,6 @@ static rt_instance *instance_find_key(runtime *rt, const char *component, const 
                 if (streq(i->component, component) && streq(i->key, key))
                         return i;
         return NULL;
-}
-
-static void strv_free_all(char **l) {
-        for (char **p = l; p && *p; p++)
-                free(*p);
-        free(l);
 }
 
 static rt_instance *instance_free(rt_instance *i) {
@@ -682,22 +677,6 @@ static void on_bus_instance(bus *b, const char *address, bool connected, void *u
 
 /* --- starting instances ------------------------------------------------------------------------- */
 
-static int strv_append(char ***l, size_t *n, char *s) {
-        char **a;
-
-        if (!s)
-                return -ENOMEM;
-        a = reallocarray(*l, *n + 2, sizeof(char *));
-        if (!a) {
-                free(s);
-                return -ENOMEM;
-        }
-        *l = a;
-        a[(*n)++] = s;
-        a[*n] = NULL;
-        return 0;
-}
-
 static bool env_is_ours(const char *e) {
         static const char *const ours[] = {
                 "RETHINK_ADDRESS=", "RETHINK_RUNTIME=", "RETHINK_DOMAIN=", "RETHINK_COMPONENT_KIND=",
@@ -746,23 +725,19 @@ static int on_prepare(launch_instance *li, launch_spec *spec, void *userdata) {
         if (r < 0)
                 return log_error_errno(r, "Failed to admit %s to the bus: %m", i->address);
 
+        r = 0;
         for (char **e = spec->environment; e && *e && r >= 0; e++)
                 if (!env_is_ours(*e))
-                        r = strv_append(&env, &n, strdup(*e));
-        if (r >= 0) {
-                char *s;
+                        r = strv_push_printf(&env, &n, "%s", *e);
+        r = r ?: strv_push_printf(&env, &n, "RETHINK_ADDRESS=%s", i->address);
+        r = r ?: strv_push_printf(&env, &n, "RETHINK_RUNTIME=%s", rt->address);
+        r = r ?: strv_push_printf(&env, &n, "RETHINK_DOMAIN=%s", rt->domain);
+        r = r ?: strv_push_printf(&env, &n, "RETHINK_COMPONENT_KIND=%s", launch_kind_to_string(kind));
+        if (r >= 0 && kind == LAUNCH_PROTOSTUB) {
+                json_auto_t *target = stub_target(rt, i);
+                _cleanup_free_ char *text = target ? json_dumps(target, JSON_COMPACT) : NULL;
 
-                r = strv_append(&env, &n, asprintf(&s, "RETHINK_ADDRESS=%s", i->address) < 0 ? NULL : s);
-                r = r ?: strv_append(&env, &n, asprintf(&s, "RETHINK_RUNTIME=%s", rt->address) < 0 ? NULL : s);
-                r = r ?: strv_append(&env, &n, asprintf(&s, "RETHINK_DOMAIN=%s", rt->domain) < 0 ? NULL : s);
-                r = r ?: strv_append(&env, &n, asprintf(&s, "RETHINK_COMPONENT_KIND=%s", launch_kind_to_string(kind)) < 0
-                                                      ? NULL : s);
-                if (r >= 0 && kind == LAUNCH_PROTOSTUB) {
-                        json_auto_t *target = stub_target(rt, i);
-                        _cleanup_free_ char *text = target ? json_dumps(target, JSON_COMPACT) : NULL;
-
-                        r = strv_append(&env, &n, text && asprintf(&s, "RETHINK_STUB_TARGET=%s", text) >= 0 ? s : NULL);
-                }
+                r = text ? strv_push_printf(&env, &n, "RETHINK_STUB_TARGET=%s", text) : -ENOMEM;
         }
         if (r < 0) {
                 strv_free_all(env);
