@@ -806,6 +806,9 @@ static int agent_start_swmgr(agent *a) {
         r = swmgr_start(a->swmgr);
         if (r < 0) {
                 log_error_errno(r, "Failed to recover the software components, software management disabled: %m");
+                /* Nothing may keep using it. */
+                a->orders = domain_orders_free(a->orders);
+                runtime_set_swmgr(a->runtime, NULL);
                 a->swmgr = swmgr_free(a->swmgr);
                 return 0;
         }

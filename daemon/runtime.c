@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <inttypes.h>
@@ -9,6 +10,8 @@
 #include "address.h"
 #include "id.h"
 #include "log.h"
+#include "rd-acl.h"
+#include "registration.h"
 #include "runtime.h"
 #include "sha256.h"
 #include "strv.h"
@@ -36,8 +39,12 @@ struct rt_instance {
         /* Hyperties that registered resources. */
         json_t *registration;           /* the value of their registration */
         json_t *resources;              /* ctxt:// addresses */
+        json_t *actuators;              /* names others may update */
         bool registry_live;             /* the Global Registry has the entry */
+        bool registry_dirty;            /* the registration changed while a request was out */
+        bool registry_refused;          /* refused for good (4xx): not retried until it changes */
         uint64_t registry_request;      /* id of the request in flight, 0 for none */
+        rt_message_type registry_request_type;
         sd_event_source *keepalive;
 };
 
@@ -57,6 +64,7 @@ struct pending_load {
 struct runtime {
         sd_event *event;
         pending_load *pending;
+        unsigned n_pending;
         bus *bus;
         launcher *launcher;
         swmgr *swmgr;
@@ -144,7 +152,10 @@ static rt_instance *instance_free(rt_instance *i) {
         json_decref(i->target);
         json_decref(i->registration);
         json_decref(i->resources);
+        json_decref(i->actuators);
         strv_free_all(i->env);
+        if (i->token)
+                explicit_bzero_safe(i->token, strlen(i->token));
         free(i->token);
         free(i->address);
         free(i->component);
@@ -167,9 +178,16 @@ static int instance_get(runtime *rt, const char *component, const char *key, lau
         rt_instance *i = instance_find_key(rt, component, key);
         int r;
 
-        if (i) {
+        if (i && i->kind == kind) {
                 *ret = i;
                 return 0;
+        }
+        if (i) {
+                /* Reinstalled as the other kind: another scheme, another
+                 * address. */
+                (void) bus_remove_instance(rt->bus, i->address);
+                instance_unlink(rt, i);
+                instance_free(i);
         }
         r = runtime_instance_address(rt->address, rt->domain, kind, component, key, &address);
         if (r < 0)
@@ -194,13 +212,19 @@ static int instance_get(runtime *rt, const char *component, const char *key, lau
 
 /* --- the Global Registry, through the messaging protostub ---------------------------------------- */
 
+static char *registry_address(runtime *rt) {
+        char *to;
+
+        return asprintf(&to, "domain://registry.%s", rt->domain) < 0 ? NULL : to;
+}
+
 static int registry_send(runtime *rt, rt_instance *i, rt_message_type type, json_t *body) {
         _cleanup_(rt_message_freep) rt_message *m = NULL;
-        _cleanup_free_ char *to = NULL;
+        _cleanup_free_ char *to = registry_address(rt);
         uint64_t id = bus_next_id(rt->bus);
         int r;
 
-        if (asprintf(&to, "domain://registry.%s", rt->domain) < 0)
+        if (!to)
                 return -ENOMEM;
         r = rt_message_new(type, id, rt->address, to, body, &m);
         if (r < 0)
@@ -208,13 +232,16 @@ static int registry_send(runtime *rt, rt_instance *i, rt_message_type type, json
         r = bus_send(rt->bus, m);
         if (r < 0)
                 return r;
-        if (i)
+        if (i) {
                 i->registry_request = id;
+                i->registry_request_type = type;
+        }
         return 0;
 }
 
-/* What a hyperty's registration carries into its registry entry. */
-static const char *const registry_fields[] = { "resources", "dataSchemes", "tags", "user" };
+/* What a hyperty's registration carries into its registry entry. The user
+ * is not the hyperty's to say. */
+static const char *const registry_fields[] = { "resources", "dataSchemes", "tags" };
 
 static json_t *registry_record(runtime *rt, rt_instance *i) {
         json_t *record = json_object(), *v;
@@ -249,18 +276,46 @@ fail:
 
 static int on_keepalive(sd_event_source *s, uint64_t usec, void *userdata);
 
+static void arm_keepalive(runtime *rt, rt_instance *i) {
+        /* Three chances within a lifetime before the entry is marked
+         * disconnected. */
+        uint64_t period = (uint64_t) rt->registry_lifetime_sec * USEC_PER_SEC / 3;
+        int r;
+
+        if (i->keepalive) {
+                r = sd_event_source_set_time_relative(i->keepalive, period);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(i->keepalive, SD_EVENT_ONESHOT);
+        } else
+                r = sd_event_add_time_relative(rt->event, &i->keepalive, CLOCK_MONOTONIC, period, USEC_PER_SEC,
+                                               on_keepalive, i);
+        if (r < 0)
+                log_warning_errno(r, "Failed to arm the registry keep-alive of %s: %m", i->address);
+}
+
+/* Sends the entry (again). The timer runs whatever happens, so an entry
+ * that could not be sent, or whose answer never came, is tried again. */
 static void registry_register(runtime *rt, rt_instance *i) {
         json_auto_t *record = NULL, *body = NULL;
         int r;
 
-        if (!i->registration || !rt->messaging_address || i->registry_request != 0)
+        if (!i->registration || !i->connected || i->registry_refused)
                 return;
+        arm_keepalive(rt, i);
+        if (!rt->messaging_address)
+                return;
+        if (i->registry_request != 0) {
+                /* Its answer would say nothing of this version. */
+                i->registry_dirty = true;
+                return;
+        }
         record = registry_record(rt, i);
         body = record ? json_pack("{s:s,s:O}", "resource", i->address, "value", record) : NULL;
         if (!body) {
-                log_error("Out of memory.");
+                log_oom();
                 return;
         }
+        i->registry_dirty = false;
         r = registry_send(rt, i, RT_MESSAGE_CREATE, body);
         if (r < 0)
                 log_debug_errno(r, "Could not send the registry entry of %s yet: %m", i->address);
@@ -270,24 +325,14 @@ static void registry_unregister(runtime *rt, rt_instance *i) {
         json_auto_t *body = NULL;
 
         i->keepalive = sd_event_source_disable_unref(i->keepalive);
-        if (!i->registry_live || !rt->messaging_address)
-                return;
-        body = json_pack("{s:s}", "resource", i->address);
-        if (body && registry_send(rt, NULL, RT_MESSAGE_DELETE, body) >= 0)
-                log_info("Hyperty %s (%s) leaves the Global Registry.", i->address, i->component);
-        i->registry_live = false;
-}
-
-static int arm_keepalive(runtime *rt, rt_instance *i) {
-        /* Three chances within a lifetime before the entry is marked
-         * disconnected. */
-        uint64_t period = (uint64_t) rt->registry_lifetime_sec * USEC_PER_SEC / 3;
-
-        if (i->keepalive)
-                return sd_event_source_set_time_relative(i->keepalive, period) < 0 ? -EIO
-                       : sd_event_source_set_enabled(i->keepalive, SD_EVENT_ONESHOT);
-        return sd_event_add_time_relative(rt->event, &i->keepalive, CLOCK_MONOTONIC, period, USEC_PER_SEC,
-                                          on_keepalive, i);
+        /* An entry whose creation is under way may be there by now. */
+        if ((i->registry_live || i->registry_request != 0) && rt->messaging_address) {
+                body = json_pack("{s:s}", "resource", i->address);
+                if (body && registry_send(rt, NULL, RT_MESSAGE_DELETE, body) >= 0)
+                        log_info("Hyperty %s (%s) leaves the Global Registry.", i->address, i->component);
+        }
+        i->registry_live = i->registry_dirty = i->registry_refused = false;
+        i->registry_request = 0;
 }
 
 static int on_keepalive(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -296,27 +341,41 @@ static int on_keepalive(sd_event_source *s, uint64_t usec, void *userdata) {
         json_auto_t *body = NULL;
         int r;
 
-        if (!i->registry_live) {
+        /* An answer that did not come within a third of the lifetime is
+         * not coming (lost with the messaging protostub's session). */
+        i->registry_request = 0;
+        if (!i->registry_live || i->registry_dirty) {
                 registry_register(rt, i);
                 return 0;
         }
+        arm_keepalive(rt, i);
         body = json_pack("{s:s,s:s}", "resource", i->address, "attribute", "keepalive");
         r = body ? registry_send(rt, i, RT_MESSAGE_UPDATE, body) : -ENOMEM;
         if (r < 0)
                 log_debug_errno(r, "Keep-alive of %s not sent: %m", i->address);
-        (void) arm_keepalive(rt, i);
         return 0;
 }
 
-/* Answers to the runtime's registry requests. */
-static void registry_response(runtime *rt, const rt_message *m) {
+/* Answers to the runtime's registry requests, from the messaging
+ * protostub in the registry's name only: ids are visible to every
+ * instance, answers from anyone else are not believed. */
+static void registry_response(runtime *rt, const char *sender, const rt_message *m) {
+        _cleanup_free_ char *registry = registry_address(rt);
         uint64_t id = rt_message_get_id(m);
         int code = rt_message_get_code(m);
 
+        if (!registry || !streq_ptr(sender, rt->messaging_address) || !streq(rt_message_get_from(m), registry)) {
+                log_debug("Ignoring a response %" PRIu64 " to the runtime from %s.", id, strna(sender));
+                return;
+        }
         for (rt_instance *i = rt->instances; i; i = i->next) {
+                rt_message_type type = i->registry_request_type;
+
                 if (i->registry_request != id)
                         continue;
                 i->registry_request = 0;
+                if (!i->registration || !i->connected)
+                        return;         /* it left meanwhile; its DELETE is on the way */
                 if (code >= 200 && code < 300) {
                         if (!i->registry_live)
                                 log_struct(LOG_INFO,
@@ -325,13 +384,25 @@ static void registry_response(runtime *rt, const rt_message *m) {
                                            LOG_FIELD("RETHINK_HYPERTY", "%s", i->address),
                                            LOG_FIELD("RETHINK_COMPONENT", "%s", i->component));
                         i->registry_live = true;
-                } else {
-                        /* 404 on a keep-alive: the domain forgot it; register again. */
-                        log_warning("Global Registry refused %s's entry: %d %s", i->address, code,
-                                    strna(rt_message_get_description(m)));
-                        i->registry_live = false;
+                        if (i->registry_dirty)
+                                registry_register(rt, i);
+                        return;
                 }
-                (void) arm_keepalive(rt, i);
+                i->registry_live = false;
+                if (code == 404 && type != RT_MESSAGE_CREATE) {
+                        /* The domain forgot the entry: at once, not a period later. */
+                        log_info("Global Registry lost %s's entry; registering it again.", i->address);
+                        registry_register(rt, i);
+                } else if (code >= 400 && code < 500 && code != 404 && code != 408 && code != 429) {
+                        /* Not going to change by trying again: the hyperty's
+                         * next registration may. */
+                        i->registry_refused = true;
+                        i->keepalive = sd_event_source_disable_unref(i->keepalive);
+                        log_warning("Global Registry refused %s's entry for good: %d %s", i->address, code,
+                                    strna(rt_message_get_description(m)));
+                } else
+                        log_warning("Global Registry refused %s's entry: %d %s; trying again.", i->address, code,
+                                    strna(rt_message_get_description(m)));
                 return;
         }
 }
@@ -343,6 +414,40 @@ static void registry_sync_all(runtime *rt) {
 }
 
 /* --- the runtime's services on the bus ----------------------------------------------------------- */
+
+/* At most this many loadHyperty/loadProtoStub answers wait for their
+ * instance at once; each holds a copy of its request. */
+#define PENDING_LOADS_MAX 64U
+/* Peers a device's hyperties may reach through p2p protostubs at once. */
+#define PEER_STUBS_MAX 16U
+/* A registration's lists, as the Global Registry takes them. */
+#define REGISTRATION_VALUES_MAX 32U
+
+/* The status of a runtime API's error (docs/bus.md). */
+static int error_status(int error) {
+        switch (error) {
+        case -EINVAL:
+        case -EBADMSG:
+                return 400;
+        case -EPERM:
+        case -EACCES:
+                return 403;
+        case -ENOENT:
+                return 404;
+        case -EBUSY:
+        case -EEXIST:
+                return 409;
+        case -EOPNOTSUPP:
+                return 501;
+        case -EAGAIN:
+        case -ENOTCONN:
+                return 503;
+        case -ETIMEDOUT:
+                return 504;
+        default:
+                return 500;
+        }
+}
 
 static int reply(runtime *rt, const rt_message *request, int code, const char *description, json_t *value) {
         _cleanup_(rt_message_freep) rt_message *m = NULL;
@@ -358,61 +463,147 @@ static int reply(runtime *rt, const rt_message *request, int code, const char *d
 }
 
 static int reply_error(runtime *rt, const rt_message *request, int error, const char *description) {
-        return reply(rt, request, rt_message_status_for_error(error) ?: 500, description, NULL);
+        return reply(rt, request, error_status(error), description, NULL);
+}
+
+/* A value of a registration list: what the Global Registry takes (1-64 of
+ * [A-Za-z0-9._:-], first a letter or digit). */
+static bool registration_value_is_valid(const char *s) {
+        size_t n = strlen(s);
+
+        if (n == 0 || n > 64 || !isalnum((unsigned char) s[0]))
+                return false;
+        for (const char *p = s; *p; p++)
+                if (!isalnum((unsigned char) *p) && !strchr("._:-", *p))
+                        return false;
+        return true;
+}
+
+/* NULL when list (may be absent) is a list of distinct valid values; else
+ * why not. Resource names also make one path segment, so no ':' there. */
+static const char *registration_list_check(json_t *list, bool segment) {
+        json_t *v, *w;
+        size_t k, j;
+
+        if (!list)
+                return NULL;
+        if (!json_is_array(list) || json_array_size(list) > REGISTRATION_VALUES_MAX)
+                return "expected a list of at most 32 values";
+        json_array_foreach(list, k, v) {
+                if (!json_is_string(v) || !registration_value_is_valid(json_string_value(v)) ||
+                    (segment && strchr(json_string_value(v), ':')))
+                        return segment ? "expected names of 1-64 characters of [A-Za-z0-9._-]"
+                                       : "expected values of 1-64 characters of [A-Za-z0-9._:-]";
+                for (j = 0; j < k; j++) {
+                        w = json_array_get(list, j);
+                        if (streq(json_string_value(v), json_string_value(w)))
+                                return "a value is listed twice";
+                }
+        }
+        return NULL;
+}
+
+static bool list_has(json_t *list, const char *s) {
+        json_t *v;
+        size_t k;
+
+        json_array_foreach(list, k, v)
+                if (streq_ptr(json_string_value(v), s))
+                        return true;
+        return false;
 }
 
 static int handle_registration(runtime *rt, rt_instance *i, const rt_message *m) {
-        json_t *value = rt_message_get_value(m), *names, *actuators, *acl, *n;
+        static const char *const known[] = { "resources", "actuators", "dataSchemes", "tags", "acl" };
+        json_t *value = rt_message_get_value(m), *names, *actuators, *acl, *n, *field;
         json_auto_t *resources = json_array(), *answer = NULL;
+        const char *why = NULL, *key;
+        char what[160];
         size_t k;
         int r;
 
         if (!i || i->kind != LAUNCH_HYPERTY)
                 return reply(rt, m, 403, "only hyperties register resources", NULL);
+        if (!resources)
+                return -ENOMEM;
+        if (!json_is_object(value))
+                return reply(rt, m, 400, "body.value: expected {\"resources\": [names], \"actuators\": [names], "
+                                         "\"dataSchemes\": [...], \"tags\": [...], \"acl\": {...}}", NULL);
+        json_object_foreach(value, key, field) {
+                bool ok = false;
+
+                for (k = 0; k < ELEMENTSOF(known); k++)
+                        ok = ok || streq(key, known[k]);
+                if (!ok)
+                        return reply(rt, m, 400, "body.value: unknown field (expected resources, actuators, "
+                                                 "dataSchemes, tags, acl)", NULL);
+        }
         names = json_object_get(value, "resources");
         actuators = json_object_get(value, "actuators");
         acl = json_object_get(value, "acl");
-        if (!json_is_object(value) || (names && !json_is_array(names)) || (actuators && !json_is_array(actuators)) ||
-            (acl && !json_is_object(acl)))
-                return reply(rt, m, 400, "body.value: expected {\"resources\": [names], \"actuators\": [names], "
-                                         "\"dataSchemes\": [...], \"acl\": {...}}", NULL);
-        if (!resources)
-                return -ENOMEM;
-        json_array_foreach(names, k, n) {
-                _cleanup_free_ char *address = NULL;
-                bool actuator = false;
-                json_t *a;
-                size_t j;
+        for (k = 0; k < 4 && !why; k++) {
+                static const char *const lists[] = { "resources", "actuators", "dataSchemes", "tags" };
 
-                if (!json_is_string(n))
-                        return reply(rt, m, 400, "body.value.resources: expected names", NULL);
-                address = resource_address(i->address, json_string_value(n));
-                if (!address || !rt_address_is_valid(address))
-                        return reply(rt, m, 400, "body.value.resources: a name is not a valid path segment", NULL);
-                json_array_foreach(actuators, j, a)
-                        if (json_is_string(a) && streq(json_string_value(a), json_string_value(n)))
-                                actuator = true;
-                if (rt->local_rd) {
-                        r = local_rd_add_resource(rt->local_rd, address, i->address, actuator, acl);
-                        if (r < 0)
-                                return reply(rt, m, r == -E2BIG ? 507 : 400,
-                                             r == -E2BIG ? "too many resources on this device"
-                                                         : "body.value.acl: not a valid resource ACL",
-                                             NULL);
+                why = registration_list_check(json_object_get(value, lists[k]), k < 2);
+                if (why) {
+                        snprintf(what, sizeof(what), "body.value.%s: %s", lists[k], why);
+                        return reply(rt, m, 400, what, NULL);
                 }
-                if (json_array_append_new(resources, json_string(address)) < 0)
-                        return -ENOMEM;
         }
-        json_decref(i->registration);
-        i->registration = json_incref(value);
-        json_decref(i->resources);
-        i->resources = json_incref(resources);
-        i->registry_live = false;
-        registry_register(rt, i);
+        json_array_foreach(actuators, k, n)
+                if (!list_has(names, json_string_value(n)))
+                        return reply(rt, m, 400, "body.value.actuators: an actuator is not among the resources", NULL);
+        if (acl && rd_acl_check(acl, &why) < 0) {
+                snprintf(what, sizeof(what), "body.value.acl: %s", strna(why));
+                return reply(rt, m, 400, what, NULL);
+        }
+        json_array_foreach(names, k, n) {
+                char *address = resource_address(i->address, json_string_value(n));
+
+                if (!address || json_array_append_new(resources, json_string(address)) < 0) {
+                        free(address);
+                        return -ENOMEM;
+                }
+                free(address);
+        }
+
         answer = json_pack("{s:O,s:s?}", "resources", resources, "localEndpoint",
                            rt->local_rd ? local_rd_get_endpoint(rt->local_rd) : NULL);
         if (!answer)
                 return -ENOMEM;
+        /* Said again: nothing to do (a hyperty that reconnects does). */
+        if (i->registration && json_equal(i->registration, value))
+                return reply(rt, m, 200, "registered", answer);
+
+        /* Everything was checked: the new set replaces the old one. */
+        if (rt->local_rd) {
+                (void) local_rd_remove_resources_of(rt->local_rd, i->address);
+                json_array_foreach(resources, k, n) {
+                        r = local_rd_add_resource(rt->local_rd, json_string_value(n), i->address,
+                                                  list_has(actuators, json_string_value(json_array_get(names, k))),
+                                                  acl);
+                        if (r < 0) {
+                                (void) local_rd_remove_resources_of(rt->local_rd, i->address);
+                                json_decref(i->resources);
+                                i->resources = NULL;
+                                return reply(rt, m, r == -E2BIG ? 507 : 400,
+                                             r == -E2BIG ? "too many resources on this device" : "not accepted by "
+                                                                                                "the Local RD",
+                                             NULL);
+                        }
+                }
+        }
+        json_decref(i->registration);
+        i->registration = json_deep_copy(value);
+        json_decref(i->resources);
+        i->resources = json_incref(resources);
+        json_decref(i->actuators);
+        i->actuators = actuators ? json_deep_copy(actuators) : json_array();
+        if (!i->registration || !i->actuators)
+                return -ENOMEM;
+        i->registry_refused = false;
+        i->registry_dirty = true;
+        registry_register(rt, i);
         log_info("Hyperty %s (%s) offers %zu resource(s).", i->address, i->component, json_array_size(resources));
         return reply(rt, m, 200, "registered", answer);
 }
@@ -423,6 +614,7 @@ static pending_load *pending_load_free(pending_load *p) {
         for (pending_load **q = &p->rt->pending; *q; q = &(*q)->next)
                 if (*q == p) {
                         *q = p->next;
+                        p->rt->n_pending--;
                         break;
                 }
         sd_event_source_disable_unref(p->timeout);
@@ -435,12 +627,12 @@ static pending_load *pending_load_free(pending_load *p) {
 static int on_load_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
         pending_load *p = userdata;
 
-        (void) reply(p->rt, p->request, 504, "the protostub did not connect to the bus in time", NULL);
+        (void) reply(p->rt, p->request, 504, "the instance did not connect to the bus in time", NULL);
         pending_load_free(p);
         return 0;
 }
 
-/* Answers every loadProtoStub waiting for address. */
+/* Answers every load waiting for address. */
 static void pending_loads_done(runtime *rt, const char *address) {
         for (pending_load *p = rt->pending, *next; p; p = next) {
                 json_auto_t *answer = NULL;
@@ -460,12 +652,15 @@ static int pending_load_add(runtime *rt, const char *address, const rt_message *
         pending_load *p;
         int r;
 
+        if (rt->n_pending >= PENDING_LOADS_MAX)
+                return reply(rt, request, 503, "too many loads waiting for their instances", NULL);
         p = calloc(1, sizeof(*p));
         if (!p)
                 return -ENOMEM;
         p->rt = rt;
         p->next = rt->pending;
         rt->pending = p;
+        rt->n_pending++;
         p->address = strdup(address);
         r = p->address ? rt_message_to_json(request, &json) : -ENOMEM;
         if (r >= 0)
@@ -510,22 +705,22 @@ static const char *service_name(const rt_message *m) {
 }
 
 static int handle_read(runtime *rt, rt_instance *i, const rt_message *m) {
-        const char *resource = service_name(m);
+        const char *resource = service_name(m), *token;
         json_auto_t *answer = NULL;
+        usec_t expiry, n;
 
         if (streq_ptr(resource, "connectivity"))
                 answer = json_pack("{s:s}", "state", rt->connectivity);
         else if (streq_ptr(resource, "token")) {
-                const char *token = rt->session ? reg_session_get_token(rt->session) : NULL;
-
                 /* Hyperties reach the domain through protostubs only; the
                  * device's credential is not theirs. */
                 if (!i || i->kind != LAUNCH_PROTOSTUB)
                         return reply(rt, m, 403, "only protostubs get the device's token", NULL);
+                token = rt->session ? reg_session_get_token(rt->session) : NULL;
                 if (!token)
                         return reply(rt, m, 503, "the device has no token yet (not registered or not claimed)", NULL);
-                usec_t expiry = reg_session_get_token_expiry(rt->session), n = now(CLOCK_MONOTONIC);
-
+                expiry = reg_session_get_token_expiry(rt->session);
+                n = now(CLOCK_MONOTONIC);
                 answer = json_pack("{s:s,s:I,s:s}", "accessToken", token, "expiresIn",
                                    (json_int_t) (expiry > n ? (expiry - n) / USEC_PER_SEC : 0), "domain", rt->domain);
         } else if (streq_ptr(resource, "instances"))
@@ -542,7 +737,7 @@ static int on_bus_runtime(bus *b, const char *from, bus_instance_kind kind, cons
 
         switch (rt_message_get_type(m)) {
         case RT_MESSAGE_RESPONSE:
-                registry_response(rt, m);
+                registry_response(rt, from, m);
                 return 0;
         case RT_MESSAGE_EXECUTE:
                 return handle_execute(rt, m);
@@ -558,30 +753,39 @@ static int on_bus_runtime(bus *b, const char *from, bus_instance_kind kind, cons
         return reply(rt, m, 501, "the runtime does not serve this message type and resource", NULL);
 }
 
+/* hyperty://<domain>/<uuid> of ctxt://<domain>/<uuid>/...; the name after
+ * the UUID in *ret_name (may be NULL for the root). */
+static char *reporter_of(const char *resource, const char **ret_name) {
+        const char *rest = strncmp(resource, "ctxt://", 7) == 0 ? resource + 7 : NULL;
+        const char *slash = rest ? strchr(rest, '/') : NULL;
+        const char *end = slash ? strchr(slash + 1, '/') : NULL;
+        char *r;
+
+        if (!slash)
+                return NULL;
+        if (asprintf(&r, "hyperty://%.*s", (int) ((end ?: rest + strlen(rest)) - rest), rest) < 0)
+                return NULL;
+        *ret_name = end ? end + 1 : NULL;
+        return r;
+}
+
 /* ctxt://<domain>/<uuid>/... of a local hyperty (to names that hyperty's
  * ctxt root). */
 static int on_bus_local_resource(bus *b, const char *from, bus_instance_kind kind, const rt_message *m,
                                  const char *to, void *userdata) {
         runtime *rt = userdata;
         _cleanup_free_ char *reporter = NULL;
+        _cleanup_(rt_message_freep) rt_message *copy = NULL;
         rt_message_type type = rt_message_get_type(m);
-        const char *rest = strncmp(to, "ctxt://", 7) == 0 ? to + 7 : NULL;
+        const char *name = NULL, *reason = NULL;
+        rt_instance *owner;
+        int r;
 
-        if (!rest || asprintf(&reporter, "hyperty://%s", rest) < 0)
-                return -ENOMEM;
-        {
-                /* hyperty://<domain>/<uuid>: cut what follows the UUID. */
-                char *slash = strchr(reporter + strlen("hyperty://"), '/');
-
-                slash = slash ? strchr(slash + 1, '/') : NULL;
-                if (slash)
-                        *slash = '\0';
-        }
-
+        reporter = reporter_of(to, &name);
+        if (!reporter)
+                return -EINVAL;
         if (streq_ptr(from, reporter) && (type == RT_MESSAGE_UPDATE || type == RT_MESSAGE_CREATE)) {
-                const char *reason = NULL;
-                int r = rt->local_rd ? local_rd_publish(rt->local_rd, to, rt_message_get_value(m), &reason) : 0;
-
+                r = rt->local_rd ? local_rd_publish(rt->local_rd, to, rt_message_get_value(m), &reason) : 0;
                 if (r == -EINVAL) {
                         _cleanup_free_ char *d = NULL;
 
@@ -592,35 +796,53 @@ static int on_bus_local_resource(bus *b, const char *from, bus_instance_kind kin
                 }
                 if (r < 0 && r != -ENOENT)
                         log_debug_errno(r, "Local RD did not take %s: %m", to);
-                /* Subscribers through the domain get it from the domain. */
-                return BUS_LOCAL_FORWARD;
+                /* Publications also go to the domain, for its subscribers. */
+                return 0;
         }
-        if (type == RT_MESSAGE_UPDATE && !streq_ptr(from, reporter)) {
-                /* Actuation from a neighbour on this device: straight to
-                 * the reporter, which answers the sender itself. */
-                _cleanup_(rt_message_freep) rt_message *copy = NULL;
-                int r = rt_message_new(RT_MESSAGE_UPDATE, rt_message_get_id(m), rt_message_get_from(m), reporter,
-                                       rt_message_get_body(m), &copy);
+        if (type != RT_MESSAGE_UPDATE)
+                /* Reads and subscriptions: the domain's directory has the
+                 * values and subscriptions; peers use the Local RD. */
+                return 0;
 
-                if (r < 0)
-                        return r;
-                r = bus_send(rt->bus, copy);
-                if (r < 0)
-                        (void) reply(rt, m, 503, "the resource's reporter is not connected", NULL);
+        /* Actuation of a resource its reporter offers as an actuator: from
+         * a neighbour hyperty on this device, or routed by the domain's
+         * Messaging Service (whose sessions authenticate the sender); peers
+         * go through the Local RD and its ACL, not through a p2p stub. The
+         * reporter answers the sender itself. */
+        owner = instance_find(rt, reporter);
+        if (kind != BUS_INSTANCE_HYPERTY && !streq_ptr(from, rt->messaging_address)) {
+                (void) reply(rt, m, 403, "actuation from outside this device goes through its Local RD", NULL);
                 return BUS_LOCAL_TAKEN;
         }
-        /* Reads and subscriptions: the domain's directory has the values
-         * and the subscriptions; peers use the Local RD over HTTP/2. */
-        return 0;
+        if (!owner || !name || !owner->actuators || !list_has(owner->actuators, name)) {
+                (void) reply(rt, m, 405, "the resource is not an actuator", NULL);
+                return BUS_LOCAL_TAKEN;
+        }
+        r = rt_message_new(RT_MESSAGE_UPDATE, rt_message_get_id(m), rt_message_get_from(m), reporter,
+                           rt_message_get_body(m), &copy);
+        if (r < 0)
+                return r;
+        r = bus_send(rt->bus, copy);
+        if (r < 0)
+                (void) reply(rt, m, 503, "the resource's reporter is not connected", NULL);
+        return BUS_LOCAL_TAKEN;
 }
 
 static int on_local_actuation(local_rd *rd, const char *resource, const char *reporter, const char *from,
                               json_t *senml, void *userdata) {
         runtime *rt = userdata;
         _cleanup_(rt_message_freep) rt_message *m = NULL;
-        json_auto_t *body = json_pack("{s:s,s:O}", "resource", resource, "value", senml);
+        _cleanup_free_ char *from_reporter = NULL;
+        json_auto_t *body = NULL;
+        const char *name;
         int r;
 
+        /* A peer speaks for itself, never for this device. */
+        from_reporter = strncmp(from, "ctxt://", 7) == 0 ? reporter_of(from, &name) : NULL;
+        if (streq(from, rt->address) || instance_find(rt, from) || (from_reporter && instance_find(rt, from_reporter)))
+                return log_notice_errno(-EPERM, "Refused actuation of %s by a peer claiming the local address %s.",
+                                        resource, from);
+        body = json_pack("{s:s,s:O}", "resource", resource, "value", senml);
         if (!body)
                 return -ENOMEM;
         r = rt_message_new(RT_MESSAGE_UPDATE, bus_next_id(rt->bus), from, reporter, body, &m);
@@ -649,18 +871,28 @@ static void on_bus_instance(bus *b, const char *address, bool connected, void *u
                    LOG_FIELD("RETHINK_INSTANCE", "%s", i->address), LOG_FIELD("RETHINK_COMPONENT", "%s", i->component));
         if (i->kind == LAUNCH_PROTOSTUB && streq(i->component, rt->messaging_stub) && streq(i->key, "main")) {
                 if (connected) {
+                        char *copy = strdup(i->address);
+
+                        if (!copy) {
+                                log_oom();
+                                return;
+                        }
+                        free(rt->messaging_address);
+                        rt->messaging_address = copy;
                         r = bus_set_domain_route(rt->bus, rt->domain, i->address);
                         if (r < 0)
                                 log_warning_errno(r, "Failed to route domain %s through %s: %m", rt->domain,
                                                   i->address);
-                        free(rt->messaging_address);
-                        rt->messaging_address = strdup(i->address);
                         registry_sync_all(rt);
                 } else {
                         /* The domain forgets entries that are not kept
                          * alive; they are registered again on return. */
-                        for (rt_instance *h = rt->instances; h; h = h->next)
-                                h->registry_live = false, h->registry_request = 0;
+                        free(rt->messaging_address);
+                        rt->messaging_address = NULL;
+                        for (rt_instance *h = rt->instances; h; h = h->next) {
+                                h->registry_live = false;
+                                h->registry_request = 0;
+                        }
                 }
                 return;
         }
@@ -672,6 +904,8 @@ static void on_bus_instance(bus *b, const char *address, bool connected, void *u
                 i->registration = NULL;
                 json_decref(i->resources);
                 i->resources = NULL;
+                json_decref(i->actuators);
+                i->actuators = NULL;
         }
 }
 
@@ -766,6 +1000,16 @@ static int strdup_to(char **ret, const char *s) {
         return 0;
 }
 
+/* A process of an instance is gone: its token goes with it (a restart
+ * gets a new one from on_prepare()). */
+static void on_launch_exit(launch_instance *li, const launch_exit *e, void *userdata) {
+        runtime *rt = userdata;
+        rt_instance *i = instance_find_key(rt, launch_instance_get_name(li), launch_instance_get_key(li));
+
+        if (i)
+                (void) bus_remove_instance(rt->bus, i->address);
+}
+
 /* --- the runtime APIs ---------------------------------------------------------------------------- */
 
 /* Local orders act for the device's owner. */
@@ -824,22 +1068,52 @@ int runtime_load_hyperty(runtime *rt, const char *name, char **ret_address, char
         return runtime_instance_address(rt->address, rt->domain, LAUNCH_HYPERTY, name, "main", ret_address);
 }
 
+/* A p2p protostub the runtime started ended for good (gave up, stopped):
+ * forget it, so the next loadProtoStub for that peer starts a new one. */
+static void on_peer_stub_exit(launch_instance *li, const launch_exit *e, void *userdata) {
+        rt_instance *i = userdata;
+        runtime *rt = i->rt;
+
+        if (!e->gave_up && !e->stopped)
+                return;
+        log_info("Protostub %s for %s ended%s; forgetting it.", i->address, i->key, e->gave_up ? " (gave up)" : "");
+        (void) bus_remove_instance(rt->bus, i->address);
+        instance_unlink(rt, i);
+        instance_free(i);
+}
+
+static unsigned count_peer_stubs(runtime *rt) {
+        unsigned n = 0;
+
+        for (rt_instance *i = rt->instances; i; i = i->next)
+                n += i->launched != NULL;
+        return n;
+}
+
 static int load_peer_stub(runtime *rt, const char *peer, const char *domain, char **ret_address, char **ret_error) {
-        _cleanup_free_ char *exe = NULL, *key = NULL;
+        _cleanup_free_ char *exe = NULL, *key = NULL, *component_env = NULL;
+        const char *why = NULL, *host;
+        registration_url u;
         bool protostub;
         rt_instance *i;
         int r;
 
         if (!rt->swmgr)
                 return set_error(ret_error, -EOPNOTSUPP, "software management is off on this device");
-        if ((strncmp(peer, "https://", 8) != 0 && strncmp(peer, "http://", 7) != 0) || strlen(peer) > 256 ||
-            strpbrk(peer, " \t\r\n\"\\"))
-                return set_error(ret_error, -EINVAL, "value.peer: expected the peer's https:// endpoint");
+        /* What the p2p protostub will accept: https, or http to loopback. */
+        host = strstr(peer, "://");
+        if (strlen(peer) > 256 || !host || strchr(host + 3, '/') || registration_url_parse(peer, &u, &why) < 0)
+                return set_error(ret_error, -EINVAL, "value.peer: expected the peer's https://HOST:PORT endpoint (%s)",
+                                 why ?: "a path is not allowed");
+        if (domain && !reg_session_domain_name_is_valid(domain))
+                return set_error(ret_error, -EINVAL, "value.domain: expected a lowercase DNS name");
         if (asprintf(&key, "peer:%s", peer) < 0)
                 return -ENOMEM;
         i = instance_find_key(rt, rt->p2p_stub, key);
         if (i && i->launched)
                 return strdup_to(ret_address, i->address);
+        if (count_peer_stubs(rt) >= PEER_STUBS_MAX)
+                return set_error(ret_error, -EAGAIN, "already %u p2p protostubs on this device", PEER_STUBS_MAX);
         r = swmgr_get_executable(rt->swmgr, rt->p2p_stub, &exe, &protostub);
         if (r == -ENOENT || (r >= 0 && !protostub))
                 return set_error(ret_error, -ENOENT, "the p2p protostub %s is not installed on this device",
@@ -853,17 +1127,21 @@ static int load_peer_stub(runtime *rt, const char *peer, const char *domain, cha
         i->target = json_pack("{s:s,s:s}", "peer", peer, "domain", domain ?: rt->domain);
         if (!i->target)
                 return -ENOMEM;
+        if (asprintf(&component_env, "RETHINK_COMPONENT=%s", rt->p2p_stub) < 0)
+                return -ENOMEM;
         r = launcher_start(rt->launcher,
                            &(launch_spec) {
                                    .name = rt->p2p_stub,
                                    .key = key,
                                    .kind = LAUNCH_PROTOSTUB,
                                    .executable = exe,
+                                   .environment = (char *[]) { component_env, NULL },
                                    .bus_socket = bus_get_path(rt->bus),
                            },
                            &i->launched);
         if (r < 0)
                 return set_error(ret_error, r, "failed to start the p2p protostub: %s", strerror(-r));
+        launch_instance_set_exit_handler(i->launched, on_peer_stub_exit, i);
         log_info("Protostub %s started for peer %s as %s.", rt->p2p_stub, peer, i->address);
         return strdup_to(ret_address, i->address);
 }
@@ -896,12 +1174,17 @@ void runtime_set_connectivity(runtime *rt, const char *state) {
         json_auto_t *body = NULL;
         int n;
 
+        char *copy;
+
         if (!rt || !state || streq_ptr(rt->connectivity, state))
                 return;
-        free(rt->connectivity);
-        rt->connectivity = strdup(state);
-        if (!rt->connectivity || bus_set_connectivity(rt->bus, state) < 0)
+        copy = strdup(state);
+        if (!copy || bus_set_connectivity(rt->bus, state) < 0) {
+                free(copy);
                 return;
+        }
+        free(rt->connectivity);
+        rt->connectivity = copy;
         body = json_pack("{s:s,s:{s:s}}", "attribute", "connectivity", "value", "state", state);
         n = body ? bus_broadcast(rt->bus, RT_MESSAGE_EXECUTE, body) : -ENOMEM;
         if (n < 0)
@@ -985,6 +1268,11 @@ void runtime_set_session(runtime *rt, reg_session *s) {
         rt->session = s;
 }
 
+void runtime_set_swmgr(runtime *rt, swmgr *m) {
+        if (rt)
+                rt->swmgr = m;
+}
+
 void runtime_set_local_rd(runtime *rt, local_rd *rd) {
         rt->local_rd = rd;
         if (rd)
@@ -1025,6 +1313,7 @@ int runtime_new(sd_event *e, const runtime_options *o, launcher *l, swmgr *m, ru
         bus_set_local_resource_handler(rt->bus, on_bus_local_resource, rt);
         bus_set_instance_handler(rt->bus, on_bus_instance, rt);
         launcher_set_prepare_handler(l, on_prepare, rt);
+        launcher_set_exit_handler(l, on_launch_exit, rt);
         *ret = rt;
         return 0;
 }
@@ -1032,8 +1321,10 @@ int runtime_new(sd_event *e, const runtime_options *o, launcher *l, swmgr *m, ru
 runtime *runtime_free(runtime *rt) {
         if (!rt)
                 return NULL;
-        if (rt->launcher)
+        if (rt->launcher) {
                 launcher_set_prepare_handler(rt->launcher, NULL, NULL);
+                launcher_set_exit_handler(rt->launcher, NULL, NULL);
+        }
         while (rt->pending)
                 pending_load_free(rt->pending);
         while (rt->instances) {

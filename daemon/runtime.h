@@ -52,6 +52,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(runtime *, runtime_free);
 #define _cleanup_runtime_ _cleanup_(runtime_freep)
 
 void runtime_set_session(runtime *rt, reg_session *s);
+/* NULL when software management went away (it failed to start). */
+void runtime_set_swmgr(runtime *rt, swmgr *m);
 void runtime_set_local_rd(runtime *rt, local_rd *rd);
 
 /* "online", "degraded" or "offline": told to every instance on change. */
@@ -66,7 +68,8 @@ int runtime_load_protostub(runtime *rt, json_t *target, char **ret_address, char
 /* load-hyperty, load-protostub and instances on the control socket. */
 int runtime_control_register(runtime *rt, control_server *s);
 
-/* {"instances": [{"address","component","kind","key","connected","resources","registry"}]} */
+/* {"runtime": R, "messaging": the messaging protostub's address or absent,
+ *  "instances": [{"address","component","kind","key","connected","resources","registry"}]} */
 json_t *runtime_instances_json(runtime *rt);
 
 /* The address of the instance key of a component: hyperty://<domain>/<uuid>

@@ -121,6 +121,41 @@ msg_status() {
 }
 t_check "pubsub: a consumer without a token is refused (401)" test "$(msg_status)" = 401
 
+# --- the runtime's services refuse what they must (a probe hyperty on A) ----------------------------
+T=${PRODUCER#hyperty://}
+jq -n --arg t "ctxt://$T/temperature" '{script: [
+	{type: "create", to: "runtime", body: {attribute: "registration", value: {resources: ["a/b"]}}},
+	{type: "create", to: "runtime", body: {attribute: "registration", value: {resources: ["x"], bogus: 1}}},
+	{type: "create", to: "runtime", body: {attribute: "registration", value: {resources: ["x", "x"]}}},
+	{type: "create", to: "runtime", body: {attribute: "registration", value: {resources: ["x"], actuators: ["y"]}}},
+	{type: "create", to: "runtime", body: {attribute: "registration", value: {resources: ["x"], acl: {"*": "rwx"}}}},
+	{type: "read", to: "runtime", body: {attribute: "token"}},
+	{type: "read", to: "runtime", body: {attribute: "nope"}},
+	{type: "execute", to: "runtime", body: {attribute: "loadHyperty", value: {name: "nothing-here"}}},
+	{type: "update", to: $t, body: {resource: $t, value: [{n: "temperature", v: 99}]}},
+	{type: "create", to: "runtime", body: {attribute: "registration", value: {resources: ["probe"]}}},
+	{type: "create", to: "runtime", body: {attribute: "registration", value: {resources: ["probe"]}}}
+]}' >"$M_TMP/probe-config.json"
+probe_step() { comp_log a bus-probe | grep -q "^probe $1 $2 "; }
+if m2m_publish hyperty bus-probe "$BUILD/tests/helpers/bus-probe" "$(cat "$M_TMP/probe-config.json")" &&
+	m2m_deploy a bus-probe && m2m_wait 20 comp_has a bus-probe "probe done"; then
+	t_check "registration: a resource name is one path segment (400)" probe_step 1 400
+	t_check "registration: unknown fields are refused (400)" probe_step 2 400
+	t_check "registration: a name listed twice is refused (400)" probe_step 3 400
+	t_check "registration: actuators must be resources (400)" probe_step 4 400
+	t_check "registration: a bad ACL is refused (400)" probe_step 5 400
+	t_check "a hyperty gets no device token (403)" probe_step 6 403
+	t_check "an unknown runtime resource is 404" probe_step 7 404
+	t_check "loadHyperty of something not installed is 404" probe_step 8 404
+	t_check "updating a sensor of another hyperty is refused (405)" probe_step 9 405
+	t_check "a good registration is 200" probe_step 10 200
+	t_check "the same registration again is 200 and changes nothing" probe_step 11 200
+	t_check "... offered once" test "$(m2m_log a '.MESSAGE | test("bus-probe\\) offers")' | wc -l)" = 1
+	t_check "the producer was not actuated by the probe" bash -c "! grep -aq 'switch .* by $(instance_of a bus-probe)' '$M_TMP/a/agent.log'"
+else
+	t_fail "the probe hyperty runs its script"
+fi
+
 # --- the runtime APIs from rethinkctl ------------------------------------------------------------
 t_check "load-protostub for the peer answers the running stub's address" \
 	test "$(m2m_ctl b load-protostub "https://$(m2m_dev_ip a):8444")" = "$(instance_of b p2p)"
