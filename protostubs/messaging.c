@@ -958,7 +958,7 @@ static int stub_new(sd_event *e, stub **ret) {
         _cleanup_(stub_freep) stub *s = NULL;
         _cleanup_(json_decrefp) json_t *target = NULL;
         _cleanup_rt_address_ rt_address *a = NULL;
-        const char *domain, *url, *ca, *reason = NULL;
+        const char *domain, *url;
         int r;
 
         r = stub_target_load(&target);
@@ -966,7 +966,6 @@ static int stub_new(sd_event *e, stub **ret) {
                 return r;
         domain = stub_target_string(target, "domain", true);
         url = stub_target_string(target, "domainUrl", true);
-        ca = stub_target_string(target, "caFile", false);
         if (!domain || !url)
                 return -EINVAL;
 
@@ -974,17 +973,9 @@ static int stub_new(sd_event *e, stub **ret) {
         if (!s)
                 return log_oom();
         s->event = sd_event_ref(e);
-        r = registration_url_parse(url, &s->url, &reason);
+        r = stub_target_endpoint(target, "domainUrl", &s->url, &s->tls);
         if (r < 0)
-                return log_error_errno(r, "RETHINK_STUB_TARGET: field 'domainUrl': %s.", reason);
-        if (s->url.tls) {
-                if (!ca)
-                        return log_error_errno(EINVAL, "RETHINK_STUB_TARGET: field 'caFile': missing, %s needs it.",
-                                               url);
-                r = tls_client_ctx_new(ca, &s->tls);
-                if (r < 0)
-                        return log_error_errno(r, "RETHINK_STUB_TARGET: field 'caFile': cannot load %s: %m", ca);
-        }
+                return r;
         s->url_string = strdup(url);
         s->domain = strdup(domain);
         if (!s->url_string || !s->domain || asprintf(&s->registry, "domain://registry.%s", domain) < 0)

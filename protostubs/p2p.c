@@ -669,7 +669,7 @@ static int stub_new(sd_event *e, stub **ret) {
         _cleanup_(stub_freep) stub *s = NULL;
         _cleanup_(json_decrefp) json_t *target = NULL;
         _cleanup_free_ char *probe = NULL;
-        const char *domain, *peer, *ca, *reason = NULL;
+        const char *domain, *peer;
         int r;
 
         r = stub_target_load(&target);
@@ -677,7 +677,6 @@ static int stub_new(sd_event *e, stub **ret) {
                 return r;
         peer = stub_target_string(target, "peer", true);
         domain = stub_target_string(target, "domain", true);
-        ca = stub_target_string(target, "caFile", false);
         if (!peer || !domain)
                 return -EINVAL;
 
@@ -685,17 +684,9 @@ static int stub_new(sd_event *e, stub **ret) {
         if (!s)
                 return log_oom();
         s->event = sd_event_ref(e);
-        r = registration_url_parse(peer, &s->url, &reason);
+        r = stub_target_endpoint(target, "peer", &s->url, &s->tls);
         if (r < 0)
-                return log_error_errno(r, "RETHINK_STUB_TARGET: field 'peer': %s.", reason);
-        if (s->url.tls) {
-                if (!ca)
-                        return log_error_errno(EINVAL, "RETHINK_STUB_TARGET: field 'caFile': missing, %s needs it.",
-                                               peer);
-                r = tls_client_ctx_new(ca, &s->tls);
-                if (r < 0)
-                        return log_error_errno(r, "RETHINK_STUB_TARGET: field 'caFile': cannot load %s: %m", ca);
-        }
+                return r;
         s->peer = strdup(peer);
         s->domain = strdup(domain);
         if (!s->peer || !s->domain || asprintf(&probe, "ctxt://%s/x", domain) < 0)

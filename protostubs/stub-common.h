@@ -22,6 +22,7 @@
 #include "message.h"
 #include "registration.h"
 #include "time-util.h"
+#include "tls.h"
 
 /* A token is re-read this long before it expires at the latest, and at
  * 3/4 of its lifetime at the earliest. */
@@ -65,6 +66,30 @@ static inline const char *stub_target_string(json_t *target, const char *key, bo
         if (!v && required)
                 log_error("RETHINK_STUB_TARGET: field '%s': missing.", key);
         return json_string_value(v);
+}
+
+/* The endpoint in field (an https:// URL, or http:// to loopback) and,
+ * for TLS, a client context with the CA in "caFile". Logs naming the field. */
+static inline int stub_target_endpoint(json_t *target, const char *field, registration_url *ret_url,
+                                       SSL_CTX **ret_tls) {
+        const char *url = stub_target_string(target, field, true), *ca = stub_target_string(target, "caFile", false);
+        const char *reason = NULL;
+        int r;
+
+        if (!url)
+                return -EINVAL;
+        r = registration_url_parse(url, ret_url, &reason);
+        if (r < 0)
+                return log_error_errno(r, "RETHINK_STUB_TARGET: field '%s': %s.", field, reason);
+        *ret_tls = NULL;
+        if (!ret_url->tls)
+                return 0;
+        if (!ca)
+                return log_error_errno(EINVAL, "RETHINK_STUB_TARGET: field 'caFile': missing, %s needs it.", url);
+        r = tls_client_ctx_new(ca, ret_tls);
+        if (r < 0)
+                return log_error_errno(r, "RETHINK_STUB_TARGET: field 'caFile': cannot load %s: %m", ca);
+        return 0;
 }
 
 /* --- the device token, from the agent --------------------------------------------------------- */
