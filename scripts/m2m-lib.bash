@@ -80,9 +80,11 @@ m2m_domain_init() {
 
 m2m_domain_up() { m2m_ns "$M_DOM" bash -c "exec 3<>/dev/tcp/$M_ADDR/$M_PORT" 2>/dev/null; }
 
+# nsenter and env exec, and no shell function runs in between: $! is the
+# daemon itself, so stopping it stops the daemon.
 m2m_start_domain() {
-	m2m_ns "$M_DOM" env RETHINK_LOG_TARGET=json "$BUILD/rethink-domain" --config="$M_DIR/domain.conf" \
-		--name="$M_NAME" --shutdown-grace-sec=1 "$@" >>"$M_DLOG" 2>&1 &
+	nsenter --net="/run/netns/$M_DOM" env RETHINK_LOG_TARGET=json "$BUILD/rethink-domain" \
+		--config="$M_DIR/domain.conf" --name="$M_NAME" --shutdown-grace-sec=1 "$@" >>"$M_DLOG" 2>&1 &
 	M_PID[domain]=$!
 	m2m_on_cleanup "kill -9 ${M_PID[domain]} 2>/dev/null"
 	m2m_wait 15 m2m_domain_up
@@ -168,8 +170,8 @@ m2m_agent_up() { m2m_ctl "$1" status >/dev/null 2>&1; }
 m2m_start_agent() {
 	local d=$1
 	[ -f "$M_TMP/$d/agent.conf" ] || m2m_write_agent_config "$d"
-	m2m_ns "$(m2m_dev_ns "$d")" env RETHINK_LOG_TARGET=json "$BUILD/rethink-agent" --config="$M_TMP/$d/agent.conf" \
-		>>"$M_TMP/$d/agent.log" 2>&1 &
+	nsenter --net="/run/netns/$(m2m_dev_ns "$d")" env RETHINK_LOG_TARGET=json "$BUILD/rethink-agent" \
+		--config="$M_TMP/$d/agent.conf" >>"$M_TMP/$d/agent.log" 2>&1 &
 	M_PID[$d]=$!
 	m2m_on_cleanup "kill -9 ${M_PID[$d]} 2>/dev/null; pkill -9 -f '$M_TMP/$d/state/' 2>/dev/null"
 	m2m_wait 15 m2m_agent_up "$d"
@@ -180,7 +182,7 @@ m2m_stop_agent() {
 	[ -n "$pid" ] || return 0
 	kill -TERM "$pid" 2>/dev/null
 	m2m_wait 10 m2m_pid_gone "$pid" || kill -KILL "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null || true
 	M_PID[$d]=
 }
 m2m_pid_gone() { ! kill -0 "$1" 2>/dev/null; }

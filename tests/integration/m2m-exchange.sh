@@ -194,4 +194,12 @@ t_check "producer deactivated by the admin" m2m_admin deactivate "$(m2m_endpoint
 t_check "producer left A's bus" m2m_wait 20 bash -c "! $M_CTL --socket=$M_TMP/a/agent.sock --json instances | jq -e '.instances[] | select(.component == \"context-producer\") | .connected' | grep -q true"
 t_check "consumer sees the producer go" m2m_wait 60 comp_has b context-consumer "Leaving producer $PRODUCER\|Producer $PRODUCER is deleted\|Producer $PRODUCER is disconnected"
 
+# --- stopping: the agent stops its components, nothing is left ------------------------------------
+B_PID=${M_PID[b]}
+m2m_stop_agent b
+t_check "agent B stopped" m2m_pid_gone "$B_PID"
+# (pgrep from this shell: a "bash -c" would find its own command line.)
+no_components_of_b() { ! pgrep -f "$M_TMP/b/state/" >/dev/null; }
+t_check "no component of B is left running" m2m_wait 10 no_components_of_b
+
 t_done
