@@ -562,8 +562,14 @@ static const char *check_from(const bus *b, const bus_client *c, const rt_messag
          * resource (a publication) in the resource's name; an answer
          * orders nothing, so a protostub may relay it. */
         if (rt_message_get_type(m) == RT_MESSAGE_RESPONSE && has_scheme(from, "ctxt") &&
-            !find_instance(b, from) && !streq(from, b->runtime))
-                return NULL;
+            !find_instance(b, from) && !streq(from, b->runtime)) {
+                const bus_route *route = find_route(b, from);
+
+                /* Only the protostub of that domain speaks for its
+                 * directory; a p2p protostub's peer may not. */
+                if (route && streq(route->stub, c->instance->address))
+                        return NULL;
+        }
         if (address_is_local(b, from))
                 return "'from' names an address of this device";
         return NULL;
@@ -583,10 +589,21 @@ static void route_from_client(bus_client *c, const rt_message *m) {
                 return;
         }
 
+        /* One line may not multiply into many copies for one reader (and
+         * push it over its output bound). */
+        if (rt_message_get_n_to(m) > BUS_RECIPIENTS_MAX) {
+                client_answer_error(c, m, NULL, 400, "more than 16 recipients in 'to'");
+                return;
+        }
         for (size_t k = 0; k < rt_message_get_n_to(m) && !c->dead; k++) {
                 const char *to = rt_message_get_to(m, k), *description;
+                bool repeated = false;
                 int r, code;
 
+                for (size_t j = 0; j < k && !repeated; j++)
+                        repeated = streq(to, rt_message_get_to(m, j));
+                if (repeated)
+                        continue;
                 r = deliver(b, c, m, to, &cache);
                 if (r >= 0 || c->dead)
                         continue;
@@ -791,6 +808,12 @@ static int client_on_io(sd_event_source *s, int fd, uint32_t revents, void *user
         }
         if (client_flush(c) < 0)
                 return 0;
+        /* Lines already read that waited for room in the output. */
+        if (bus_reader_pending(c->reader) > 0 && client_pending(c) < BUS_OUTPUT_HIGH) {
+                client_process(c);
+                if (c->dead || client_flush(c) < 0)
+                        return 0;
+        }
         r = client_update_events(c);
         if (r < 0)
                 client_kill(c, "event source failed");

@@ -25,6 +25,8 @@
 #define BUS_CLIENTS_MAX 256
 #define BUS_OUTPUT_MAX (1024U * 1024U)
 #define BUS_HELLO_TIMEOUT_USEC (5ULL * 1000000ULL)
+/* Addresses in one message's `to`. */
+#define BUS_RECIPIENTS_MAX 16
 
 typedef struct bus bus;
 

@@ -253,14 +253,32 @@ static void deliver_line(const char *line, size_t len, void *userdata) {
                 log_warning_errno(r, "Dropping an invalid notification from %s: %s", s->peer, strna(reason));
                 return;
         }
-        /* A stream carries what belongs to its subscriber only. */
+        /* A stream carries what belongs to its subscriber only: updates
+         * of the subscribed resource, and the peer's notices about it. */
         if (rt_message_get_n_to(m) != 1 || !streq(rt_message_get_to(m, 0), x->from)) {
                 log_warning("Dropping a notification from %s not addressed to the subscriber.", s->peer);
+                return;
+        }
+        if (!streq(rt_message_get_from(m), x->resource) ||
+            (rt_message_get_type(m) != RT_MESSAGE_UPDATE && rt_message_get_type(m) != RT_MESSAGE_EXECUTE) ||
+            (rt_message_get_type(m) == RT_MESSAGE_UPDATE && !streq_ptr(rt_message_get_resource(m), x->resource))) {
+                log_warning("Dropping a message from %s that is not a notification of %s.", s->peer, x->resource);
                 return;
         }
         r = hyperty_send_message(s->hyperty, m);
         if (r < 0)
                 log_warning_errno(r, "Lost a notification of %s for %s: %m", x->resource, x->from);
+}
+
+static int on_retry(sd_event_source *es, uint64_t usec, void *userdata);
+
+/* Opens the subscriptions without a stream again after the backoff; the
+ * others, and the connection, stay as they are. */
+static void schedule_retry(stub *s) {
+        usec_t delay = RETRY_MAX_USEC;
+
+        (void) backoff_next_delay(s->backoff, &delay);
+        (void) event_reset_time_relative(s->event, &s->retry_timer, delay, on_retry, s, "p2p-retry");
 }
 
 static int on_sub_response(H2ClientRequest *req, int status, void *userdata) {
@@ -323,6 +341,12 @@ static void on_sub_complete(H2ClientRequest *req, int error, void *userdata) {
                         go_down(s, "the peer refused the token", true);
                         return;
                 }
+                if (!x->request && status != 400 && status != 403 && status != 404 && status != 405) {
+                        /* Passing (503 while the peer has no key set yet,
+                         * 500, 429): the subscription stays. */
+                        schedule_retry(s);
+                        return;
+                }
                 sub_remove(s, x);
                 return;
         }
@@ -335,7 +359,9 @@ static void on_sub_complete(H2ClientRequest *req, int error, void *userdata) {
          * withdrawn, the peer restarts): open it again after the backoff. */
         if (was_open && now(CLOCK_MONOTONIC) - x->since >= STREAM_HEALTHY_USEC)
                 backoff_reset(s->backoff);
-        go_down(s, "the peer ended a subscription stream", true);
+        log_info("The peer %s ended the subscription stream of %s to %s; subscribing again.", s->peer, x->from,
+                 x->resource);
+        schedule_retry(s);
 }
 
 static const H2ClientRequestCallbacks sub_callbacks = {
@@ -599,7 +625,9 @@ static void on_token(stub_token *t, int code, void *userdata) {
         }
         if (code == 200 && s->n_subs > 0 && !s->offline)
                 (void) on_retry(NULL, 0, s);
-        else if (code != 200 && s->n_subs > 0)
+        else if (code != 200 && s->n_subs > 0 && !stub_token_get(&s->token))
+                /* Only once the old token is gone: a failed refresh while it
+                 * lasts changes nothing for the streams. */
                 go_down(s, "the agent gave no token", true);
 }
 

@@ -204,6 +204,7 @@ static inline int stub_token_ask(stub_token *t) {
 typedef struct stub_lines {
         char *buf;
         size_t len;
+        bool skipping;  /* in a line over STUB_LINE_MAX: dropped up to its end */
 } stub_lines;
 
 /* Calls deliver for each complete line; -EMSGSIZE for a line over
@@ -217,13 +218,22 @@ static inline int stub_lines_feed(stub_lines *l, const uint8_t *data, size_t siz
         }
         for (size_t i = 0; i < size; i++) {
                 if (data[i] == '\n') {
-                        if (l->len > 0)
+                        if (l->len > 0 && !l->skipping)
                                 deliver(l->buf, l->len, userdata);
+                        l->len = 0;
+                        l->skipping = false;
+                        continue;
+                }
+                if (l->skipping)
+                        continue;
+                if (l->len >= STUB_LINE_MAX) {
+                        /* One line too long costs that line, not the stream
+                         * (which would be opened again and start with it). */
+                        log_warning("Dropping a line longer than %u bytes.", (unsigned) STUB_LINE_MAX);
+                        l->skipping = true;
                         l->len = 0;
                         continue;
                 }
-                if (l->len >= STUB_LINE_MAX)
-                        return -EMSGSIZE;
                 l->buf[l->len++] = (char) data[i];
         }
         return 0;

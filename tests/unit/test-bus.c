@@ -533,12 +533,49 @@ static void test_from_checks(void) {
         check_response(e4, 34, 403, B, NULL);
 
         /* An answer in the name of a local resource (the domain answering
-         * a publication to it) is relayed: it orders nothing. */
+         * a publication to it) is relayed from the domain's protostub
+         * only: it orders nothing. */
         CU_ASSERT_TRUE(tc_send(s, "{\"id\":36,\"type\":\"response\",\"from\":\"ctxt://" D "/" UA "/t\",\"to\":\"" A "\",\"body\":{\"code\":200}}\n"));
+        /* (A response is never answered with an error: it is dropped; the
+         * next thing A gets is 37.) A request to nowhere, answered, shows
+         * the bus has dealt with 36 before the route is set. */
+        CU_ASSERT_TRUE(tc_send(s, "{\"id\":40,\"type\":\"read\",\"from\":\"" S "\",\"to\":\"hyperty://" D "/00000000-0000-4000-8000-0000000000ff\",\"body\":{}}\n"));
+        {
+                _cleanup_rt_message_ rt_message *sync = tc_recv(s);
+                CU_ASSERT_PTR_NOT_NULL_FATAL(sync);
+                CU_ASSERT_EQUAL(rt_message_get_id(sync), 40u);
+        }
+        CU_ASSERT_EQUAL(bus_set_domain_route(server, D, S), 0);
+        CU_ASSERT_TRUE(tc_send(s, "{\"id\":37,\"type\":\"response\",\"from\":\"ctxt://" D "/" UA "/t\",\"to\":\"" A "\",\"body\":{\"code\":200}}\n"));
         {
                 _cleanup_rt_message_ rt_message *answer = tc_recv(a);
                 CU_ASSERT_PTR_NOT_NULL_FATAL(answer);
-                CU_ASSERT_EQUAL(rt_message_get_id(answer), 36u);
+                CU_ASSERT_EQUAL(rt_message_get_id(answer), 37u);
+        }
+        CU_ASSERT_EQUAL(bus_remove_domain_route(server, D), 0);
+
+        /* One message, one copy per recipient, and at most 16 of them. */
+        CU_ASSERT_TRUE(tc_send(a, "{\"id\":38,\"type\":\"read\",\"from\":\"" A "\",\"to\":[\"" B "\",\"" B "\",\"" B "\"],\"body\":{}}\n"));
+        {
+                _cleanup_rt_message_ rt_message *once = tc_recv(b);
+                CU_ASSERT_PTR_NOT_NULL_FATAL(once);
+                CU_ASSERT_EQUAL(rt_message_get_id(once), 38u);
+        }
+        {
+                char line[4096];
+                size_t n = (size_t) snprintf(line, sizeof(line),
+                                             "{\"id\":39,\"type\":\"read\",\"from\":\"" A "\",\"to\":[");
+                _cleanup_rt_message_ rt_message *e5 = NULL;
+
+                for (int k = 0; k < 17; k++)
+                        n += (size_t) snprintf(line + n, sizeof(line) - n, "%s\"hyperty://" D "/00000000-0000-4000-8000-%012d\"",
+                                               k ? "," : "", k);
+                snprintf(line + n, sizeof(line) - n, "],\"body\":{}}\n");
+                CU_ASSERT_TRUE(tc_send(a, line));
+                e5 = tc_recv(a);
+                CU_ASSERT_PTR_NOT_NULL_FATAL(e5);
+                CU_ASSERT_EQUAL(rt_message_get_id(e5), 39u);
+                CU_ASSERT_EQUAL(rt_message_get_code(e5), 400);
         }
 
         /* Nothing of the refused reached B: the next thing it gets is this. */
