@@ -447,8 +447,9 @@ static void instance_exited(launch_instance *i, int code, int status) {
         size_t k = 0;
         int r;
 
-        if (l->mode == LAUNCHER_SYSTEMD)
-                remove_credentials(i);
+        /* Whatever the mode is now: a fall-back to fork/exec switched it
+         * after the file was written. An unlink that finds nothing is fine. */
+        remove_credentials(i);
         i->pid = 0;
         i->run = false;
         i->job_done = false;
@@ -830,6 +831,12 @@ static int on_start_reply(sd_bus_message *reply, void *userdata, sd_bus_error *r
 
         i->call_slot = sd_bus_slot_unref(i->call_slot);
         log_debug("launcher: StartTransientUnit %s: %s", i->unit, e ? e->name : "queued");
+        if (e && i->stop_requested) {
+                /* Told to stop while the start was under way: it never ran;
+                 * no retry, no fall-back. */
+                instance_exited(i, 0, -ECANCELED);
+                return 0;
+        }
         if (!e) {
                 const char *job;
 
@@ -862,6 +869,7 @@ static int on_start_reply(sd_bus_message *reply, void *userdata, sd_bus_error *r
                             i->unit, e->message ?: e->name);
                 l->mode = LAUNCHER_FORK;
                 i->run = false;
+                remove_credentials(i);
                 r = fork_start(i);
                 if (r < 0)
                         instance_start_failed(i, r);
@@ -1265,8 +1273,7 @@ launch_instance *launch_instance_free(launch_instance *i) {
                 return NULL;
         if (i->launcher) {
                 instance_kill(i, false);
-                if (i->launcher->mode == LAUNCHER_SYSTEMD)
-                        remove_credentials(i);
+                remove_credentials(i);
         }
         instance_unlink(i);
         i->child = sd_event_source_disable_unref(i->child);
@@ -1308,6 +1315,11 @@ int launcher_start(launcher *l, const launch_spec *spec, launch_instance **ret) 
         r = launcher_unit_name(l->unit_prefix, spec->kind, spec->name, i->spec.key, &i->unit);
         if (r < 0)
                 return r;
+        /* The unit's id is a short hash of the key, and keys may come from
+         * components (a peer's URL): two instances never share a unit. */
+        for (launch_instance *o = l->instances; o; o = o->next)
+                if (o != i && o->unit && streq(o->unit, i->unit))
+                        return -EEXIST;
         r = sd_bus_path_encode("/org/freedesktop/systemd1/unit", i->unit, &i->unit_path);
         if (r < 0)
                 return r;
@@ -1361,6 +1373,14 @@ int launcher_stop(launch_instance *i) {
                 return 1;
         default:
                 break;
+        }
+        if (l->mode == LAUNCHER_SYSTEMD && i->run && i->state == I_STARTING && !i->call_slot && !i->job) {
+                /* Only a retry (the unit of an earlier run was still there)
+                 * was waiting: nothing of this run exists to stop. */
+                i->run = false;
+                remove_credentials(i);
+                i->state = I_STOPPED;
+                return 0;
         }
         if (l->mode == LAUNCHER_SYSTEMD && i->run) {
                 i->state = I_STOPPING;
@@ -1468,6 +1488,7 @@ launcher *launcher_free(launcher *l) {
                 launch_instance *i = l->instances;
 
                 instance_kill(i, true);
+                remove_credentials(i);
                 instance_unlink(i);
                 i->child = sd_event_source_disable_unref(i->child);
                 i->kill_timer = sd_event_source_disable_unref(i->kill_timer);
