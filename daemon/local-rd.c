@@ -19,6 +19,8 @@
  * waits in the stream's own queue, where the oldest can be dropped. */
 #define STREAM_HIGH_WATER (64u * 1024u)
 #define STREAM_LOW_WATER (16u * 1024u)
+/* Tokens are checked with this much leeway (jwks-cache), streams end as late. */
+#define STREAM_EXPIRY_LEEWAY_USEC (30ULL * USEC_PER_SEC)
 /* Refusals logged per window; the rest are counted and summed up. */
 #define REFUSAL_LOG_BURST 20u
 #define REFUSAL_LOG_WINDOW_USEC (10 * USEC_PER_SEC)
@@ -41,7 +43,9 @@ typedef struct stream {
         char **queue; /* ring of LOCAL_RD_STREAM_MAX_QUEUED lines */
         size_t q_head, q_len;
         uint64_t dropped;
-        bool ended; /* the resource was withdrawn; waiting for the close */
+        bool ended; /* the resource was withdrawn or the token ran out; waiting for the close */
+        char *subject;
+        sd_event_source *expiry; /* the token that opened it runs out */
         struct stream *next, *prev;
 } stream;
 
@@ -155,9 +159,11 @@ static stream *stream_free(stream *s) {
         for (size_t i = 0; i < s->q_len; i++)
                 free(s->queue[(s->q_head + i) % LOCAL_RD_STREAM_MAX_QUEUED]);
         free(s->queue);
+        sd_event_source_disable_unref(s->expiry);
         h2_request_unref(s->req);
         free(s->resource);
         free(s->to);
+        free(s->subject);
         free(s);
         return NULL;
 }
@@ -263,12 +269,45 @@ static void on_stream_close(H2Request *req, int error, void *userdata) {
         stream_free(s);
 }
 
-static int start_stream(local_rd *rd, H2Request *req, resource *x, const char *from) {
+static void stream_end(stream *s) {
+        if (s->ended)
+                return;
+        stream_flush(s);
+        s->ended = true;
+        /* The close handler frees the stream once the stream is gone. */
+        (void) h2_request_end(s->req);
+}
+
+/* A subscription lasts no longer than the token that opened it: the
+ * subscriber opens it again with a fresh one (the ACL and the key set are
+ * checked again then). */
+static int on_stream_expiry(sd_event_source *es, uint64_t usec, void *userdata) {
+        stream *s = userdata;
+
+        log_info("Local RD: the token of %s's subscription to %s ran out; ending it.", s->subject, s->resource);
+        stream_end(s);
+        return 0;
+}
+
+static unsigned count_streams(local_rd *rd, const char *subject) {
+        unsigned n = 0;
+
+        for (stream *s = rd->streams; s; s = s->next)
+                n += !s->ended && (!subject || streq(s->subject, subject));
+        return n;
+}
+
+static int start_stream(local_rd *rd, H2Request *req, resource *x, const char *from, const char *subject,
+                        usec_t expiry) {
         static const H2Header headers[] = { { "content-type", "application/x-ndjson" },
                                             { "cache-control", "no-store" } };
         stream *s;
         int r;
 
+        /* Each stream holds up to LOCAL_RD_STREAM_MAX_QUEUED values for a
+         * slow reader: the streams are bounded, per subject and in all. */
+        if (count_streams(rd, NULL) >= LOCAL_RD_MAX_STREAMS || count_streams(rd, subject) >= LOCAL_RD_MAX_STREAMS_PER_SUBJECT)
+                return refuse(rd, req, subject, 503, "too many subscription streams");
         s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
@@ -276,7 +315,8 @@ static int start_stream(local_rd *rd, H2Request *req, resource *x, const char *f
         s->queue = calloc(LOCAL_RD_STREAM_MAX_QUEUED, sizeof(char *));
         s->resource = strdup(x->address);
         s->to = strdup(from);
-        if (!s->queue || !s->resource || !s->to) {
+        s->subject = strdup(subject);
+        if (!s->queue || !s->resource || !s->to || !s->subject) {
                 stream_free(s);
                 return -ENOMEM;
         }
@@ -291,7 +331,11 @@ static int start_stream(local_rd *rd, H2Request *req, resource *x, const char *f
                 r = h2_request_set_close_handler(req, on_stream_close, s);
         if (r >= 0)
                 r = h2_request_set_drain_handler(req, STREAM_LOW_WATER, on_stream_drain, s);
+        if (r >= 0 && expiry > 0)
+                r = sd_event_add_time(rd->event, &s->expiry, CLOCK_REALTIME, expiry + STREAM_EXPIRY_LEEWAY_USEC,
+                                      USEC_PER_SEC, on_stream_expiry, s);
         if (r < 0) {
+                (void) h2_request_set_close_handler(req, NULL, NULL);
                 stream_free(s);
                 return r;
         }
@@ -305,13 +349,8 @@ static int start_stream(local_rd *rd, H2Request *req, resource *x, const char *f
 static void end_streams_of(local_rd *rd, const char *address) {
         for (stream *s = rd->streams, *n; s; s = n) {
                 n = s->next;
-                if (!s->ended && streq(s->resource, address)) {
-                        stream_flush(s);
-                        s->ended = true;
-                        /* The close handler frees the stream once the
-                         * stream is gone. */
-                        (void) h2_request_end(s->req);
-                }
+                if (streq(s->resource, address))
+                        stream_end(s);
         }
 }
 
@@ -368,7 +407,7 @@ static int handle_put(local_rd *rd, H2Request *req, resource *x, const char *sub
 }
 
 /* The request is authenticated: subject is the token's sub. */
-static int dispatch(local_rd *rd, H2Request *req, const char *subject) {
+static int dispatch(local_rd *rd, H2Request *req, const char *subject, usec_t expiry) {
         static const H2Header allow_get[] = { { "allow", "GET" } };
         static const H2Header allow_get_put[] = { { "allow", "GET, PUT" } };
         _cleanup_free_ char *address = NULL;
@@ -405,7 +444,7 @@ static int dispatch(local_rd *rd, H2Request *req, const char *subject) {
                 if (!(access & RD_ACCESS_READ))
                         return refuse(rd, req, subject, 403, "the resource's ACL does not let the subject read");
                 if (query && streq(query, "subscribe=1"))
-                        return start_stream(rd, req, x, from);
+                        return start_stream(rd, req, x, from, subject, expiry);
                 if (query && *query)
                         return refuse(rd, req, subject, 400, "query: only subscribe=1 is known");
                 if (!x->value)
@@ -518,7 +557,7 @@ static int process(local_rd *rd, H2Request *req, bool waited) {
         if (!token_claims_has_scope(claims, LOCAL_RD_SCOPE))
                 return refuse(rd, req, token_claims_get_subject(claims), 403,
                               "the token does not grant the scope \"" LOCAL_RD_SCOPE "\"");
-        return dispatch(rd, req, token_claims_get_subject(claims));
+        return dispatch(rd, req, token_claims_get_subject(claims), token_claims_get_expiry(claims));
 }
 
 static int on_request(H2Request *req, void *userdata) {

@@ -27,6 +27,9 @@
  * says how many). */
 #define LOCAL_RD_STREAM_MAX_QUEUED 256u
 #define LOCAL_RD_MAX_RESOURCES 4096u
+/* Subscription streams at once, in all and per token subject (503 past). */
+#define LOCAL_RD_MAX_STREAMS 512u
+#define LOCAL_RD_MAX_STREAMS_PER_SUBJECT 32u
 
 typedef struct local_rd local_rd;
 

@@ -413,6 +413,40 @@ static void test_subscribe(void) {
         teardown_test();
 }
 
+/* A subscription lasts as long as its token (plus the leeway tokens are
+ * checked with), and a subject has a bounded number of them. */
+static void test_stream_limits(void) {
+        _cleanup_free_ char *old = NULL, *tok = NULL;
+        _cleanup_(json_decrefp) json_t *v21 = NULL;
+        H2TestFetch f, many[LOCAL_RD_MAX_STREAMS_PER_SUBJECT];
+
+        setup_test();
+        v21 = J(SENML_21);
+        CU_ASSERT_EQUAL(local_rd_publish(T.rd, TEMP, v21, NULL), 0);
+
+        /* Ran out 29 s ago: still inside the 30 s leeway, so accepted, and
+         * the stream ends about a second later. */
+        old = issue_with(T.key, "gw-1", "peer", DOM, DOM, now(CLOCK_REALTIME) - USEC_PER_HOUR - 29 * USEC_PER_SEC);
+        request_on(T.peer, &f, "GET", P("temperature") "?subscribe=1", old, PEER_FROM, NULL, true);
+        CU_ASSERT_TRUE_FATAL(wait_lines(&f, 1));
+        CU_ASSERT_EQUAL(f.status, 200);
+        CU_ASSERT_TRUE(h2_test_run_until(T.dt.event, &f.done, 30));
+        CU_ASSERT_EQUAL(f.error, 0);
+        h2_test_fetch_done(&f);
+
+        tok = issue("gw-2");
+        for (size_t k = 0; k < LOCAL_RD_MAX_STREAMS_PER_SUBJECT; k++) {
+                request_on(T.peer, &many[k], "GET", P("temperature") "?subscribe=1", tok, PEER_FROM, NULL, true);
+                CU_ASSERT_TRUE(wait_lines(&many[k], 1));
+        }
+        expect("GET", P("temperature") "?subscribe=1", tok, PEER_FROM, NULL, 503, "too many");
+        for (size_t k = 0; k < LOCAL_RD_MAX_STREAMS_PER_SUBJECT; k++) {
+                h2_client_request_cancel(many[k].req);
+                h2_test_fetch_done(&many[k]);
+        }
+        teardown_test();
+}
+
 static void test_actuation(void) {
         _cleanup_free_ char *gw1 = NULL, *gw2 = NULL;
         _cleanup_(json_decrefp) json_t *open = NULL;
@@ -706,6 +740,7 @@ static CU_TestInfo tests[] = {
         { "read, list, ACL, 404, bad paths and headers", test_read_and_list },
         { "subscribe: current value first, later ones, end with the reporter", test_subscribe },
         { "actuation reaches the handler; sensor, ACL and SenML refusals", test_actuation },
+        { "a stream ends with its token; streams per subject are bounded", test_stream_limits },
         { "401 without/forged/expired/foreign tokens, 403 without scope", test_unauthorized },
         { "domain key rotation: refresh on a new kid", test_key_rotation },
         { "requests before the key set wait for it", test_waits_for_keys },
