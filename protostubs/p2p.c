@@ -25,7 +25,10 @@
 #define RETRY_INITIAL_USEC (1 * USEC_PER_SEC)
 #define RETRY_MAX_USEC (60 * USEC_PER_SEC)
 #define STREAM_HEALTHY_USEC (30 * USEC_PER_SEC)
-#define MAX_SUBSCRIPTIONS 1024u
+/* Below the peer's SETTINGS_MAX_CONCURRENT_STREAMS (100 for the Local RD,
+ * 32 streams per subject), with room for reads and updates: a stream
+ * beyond the peer's limit would wait for one to end, which they do not. */
+#define MAX_SUBSCRIPTIONS 32u
 #define MAX_WAITING 256u
 #define MAX_BODY (64u * 1024u)
 
@@ -287,6 +290,7 @@ static int on_sub_response(H2ClientRequest *req, int status, void *userdata) {
 
         if (status != 200)
                 return 0;
+        (void) h2_client_request_set_timeout(req, 0);
         x->open = true;
         x->since = now(CLOCK_MONOTONIC);
         log_info("Subscribed %s to %s at %s.", x->from, x->resource, s->peer);
@@ -381,7 +385,8 @@ static int sub_open(stub *s, sub *x) {
         r = request(s, "GET", path, x->from, NULL, &sub_callbacks, x, &x->req);
         if (r < 0)
                 return r;
-        (void) h2_client_request_set_timeout(x->req, 0);
+        /* Until the answer comes; the stream itself then lasts. */
+        (void) h2_client_request_set_timeout(x->req, REQUEST_TIMEOUT_USEC);
         return 0;
 }
 
