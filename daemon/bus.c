@@ -19,6 +19,7 @@
 #include "encoding.h"
 #include "log.h"
 #include "macro.h"
+#include "unix-socket.h"
 #include "message.h"
 
 /* Lines from a client are taken only while less than this is queued for it:
@@ -891,46 +892,6 @@ static int bus_on_listen(sd_event_source *s, int fd, uint32_t revents, void *use
         return 0;
 }
 
-/* A socket file nobody accepts on is left over from a previous run and may
- * go; one that answers belongs to a running agent and must not. */
-static int remove_stale_socket(const char *path) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        _cleanup_close_ int fd = -1;
-        struct stat st;
-
-        if (lstat(path, &st) < 0)
-                return errno == ENOENT ? 0 : negative_errno();
-        if (!S_ISSOCK(st.st_mode))
-                return -EEXIST;
-
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return negative_errno();
-        strncpy(sa.sun_path, path, sizeof(sa.sun_path) - 1);
-        if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0)
-                return -EADDRINUSE;
-        if (errno != ECONNREFUSED)
-                return negative_errno();
-        if (unlink(path) < 0 && errno != ENOENT)
-                return negative_errno();
-        log_debug("Removed stale bus socket %s.", path);
-        return 0;
-}
-
-static int make_parent_dir(const char *path) {
-        _cleanup_free_ char *dir = strdup(path);
-        char *slash;
-
-        if (!dir)
-                return -ENOMEM;
-        slash = strrchr(dir, '/');
-        if (!slash || slash == dir)
-                return 0;
-        *slash = '\0';
-        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-                return negative_errno();
-        return 0;
-}
 
 int bus_new(sd_event *e, const char *socket_path, const char *runtime_address, bus **ret) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -969,10 +930,10 @@ int bus_new(sd_event *e, const char *socket_path, const char *runtime_address, b
                 return log_error_errno(r, "Failed to set up the bus: %m");
         (void) sd_event_source_set_enabled(b->gc_source, SD_EVENT_OFF);
 
-        r = make_parent_dir(socket_path);
+        r = unix_socket_make_parent_dir(socket_path);
         if (r < 0)
                 return log_error_errno(r, "Failed to create the directory for %s: %m", socket_path);
-        r = remove_stale_socket(socket_path);
+        r = unix_socket_remove_stale(socket_path);
         if (r == -EADDRINUSE)
                 return log_error_errno(r, "Bus socket %s is in use: is another rethink-agent running?", socket_path);
         if (r == -EEXIST)

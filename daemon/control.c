@@ -17,6 +17,7 @@
 #include "ctlproto.h"
 #include "log.h"
 #include "macro.h"
+#include "unix-socket.h"
 
 /* A client's requests are read only while less than this is queued for it,
  * so one that sends but never reads stops being served (and times out)
@@ -643,47 +644,6 @@ static int server_on_listen(sd_event_source *source, int fd, uint32_t revents, v
         return 0;
 }
 
-/* A socket file nobody accepts on is left over from a previous run and may
- * go; one that answers belongs to a running agent and must not. */
-static int remove_stale_socket(const char *path) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        _cleanup_close_ int fd = -1;
-        struct stat st;
-
-        if (lstat(path, &st) < 0)
-                return errno == ENOENT ? 0 : negative_errno();
-        if (!S_ISSOCK(st.st_mode))
-                return -EEXIST;
-
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return negative_errno();
-        strncpy(sa.sun_path, path, sizeof(sa.sun_path) - 1);
-        if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0)
-                return -EADDRINUSE;
-        if (errno != ECONNREFUSED)
-                return negative_errno();
-
-        if (unlink(path) < 0 && errno != ENOENT)
-                return negative_errno();
-        log_debug("Removed stale control socket %s.", path);
-        return 0;
-}
-
-static int make_parent_dir(const char *path) {
-        _cleanup_free_ char *dir = strdup(path);
-        char *slash;
-
-        if (!dir)
-                return -ENOMEM;
-        slash = strrchr(dir, '/');
-        if (!slash || slash == dir)
-                return 0;
-        *slash = '\0';
-        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-                return negative_errno();
-        return 0;
-}
 
 int control_server_new(sd_event *e, const char *path, control_server **ret) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -714,12 +674,12 @@ int control_server_new(sd_event *e, const char *path, control_server **ret) {
                 goto fail;
         }
 
-        r = make_parent_dir(path);
+        r = unix_socket_make_parent_dir(path);
         if (r < 0) {
                 log_error_errno(r, "Failed to create the directory for %s: %m", path);
                 goto fail;
         }
-        r = remove_stale_socket(path);
+        r = unix_socket_remove_stale(path);
         if (r == -EADDRINUSE) {
                 log_error("Control socket %s is in use: is another rethink-agent running?", path);
                 goto fail;
