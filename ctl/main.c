@@ -354,7 +354,7 @@ static const verb verbs[] = {
         { "activate", 1, 2, verb_component_or_device_order, "[EP] NAME", "Start an installed component" },
         { "deactivate", 1, 2, verb_component_or_device_order, "[EP] NAME", "Stop an active component" },
         { "uninstall", 1, 2, verb_component_or_device_order, "[EP] NAME", "Remove a component" },
-        { "load-hyperty", 1, 1, verb_load_hyperty, "NAME", "Run an installed hyperty; prints its address" },
+        { "load-hyperty", 1, 1, verb_load_hyperty, "NAME|URL", "Run an installed hyperty; prints its address" },
         { "load-protostub", 1, 2, verb_load_protostub, "DOMAIN|URL [DOMAIN]",
           "Run the messaging protostub of a domain or a p2p protostub to a peer" },
         { "instances", 0, 0, verb_instances, "", "List the running component instances on the bus" },

@@ -17,8 +17,10 @@ static int print_loaded(json_t *result) {
         return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAILED;
 }
 
+/* A component name, or its descriptor's URL in the Catalogue. */
 int verb_load_hyperty(int argc, char **argv) {
-        json_auto_t *args = json_pack("{s:s}", "name", argv[1]), *result = NULL;
+        json_auto_t *args = json_pack("{s:s}", strstr(argv[1], "://") ? "descriptor" : "name", argv[1]),
+                    *result = NULL;
 
         if (!args)
                 return EXIT_FAILED;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "address.h"
+#include "descriptor.h"
 #include "id.h"
 #include "log.h"
 #include "rd-acl.h"
@@ -245,18 +246,18 @@ static const char *const registry_fields[] = { "resources", "dataSchemes", "tags
 
 static json_t *registry_record(runtime *rt, rt_instance *i) {
         json_t *record = json_object(), *v;
-        _cleanup_free_ char *descriptor = NULL;
+        _cleanup_free_ char *descriptor_url = NULL;
         const char *endpoint = rt->local_rd ? local_rd_get_endpoint(rt->local_rd) : NULL;
 
         if (!record)
                 return NULL;
-        if (asprintf(&descriptor, "%s/.well-known/hyperty/%s", rt->domain_url ?: "https://localhost",
+        if (asprintf(&descriptor_url, "%s/.well-known/hyperty/%s", rt->domain_url ?: "https://localhost",
                      i->component) < 0) {
                 json_decref(record);
                 return NULL;
         }
         if (json_object_set_new(record, "url", json_string(i->address)) < 0 ||
-            json_object_set_new(record, "descriptor", json_string(descriptor)) < 0 ||
+            json_object_set_new(record, "descriptor", json_string(descriptor_url)) < 0 ||
             json_object_set_new(record, "lifetime", json_integer(rt->registry_lifetime_sec)) < 0)
                 goto fail;
         for (size_t k = 0; k < ELEMENTSOF(registry_fields); k++) {
@@ -673,6 +674,22 @@ static int pending_load_add(runtime *rt, const char *address, const rt_message *
         return r;
 }
 
+/* The hyperty a loadHyperty names: {"name": N}, or {"descriptor": URL}
+ * with the Catalogue's .../.well-known/hyperty/<N> (reTHINK's form). NULL
+ * when neither is there or the URL is not a hyperty descriptor's. */
+static const char *hyperty_name_of(json_t *value) {
+        const char *name = json_string_value(json_object_get(value, "name"));
+        const char *url = json_string_value(json_object_get(value, "descriptor")), *p;
+
+        if (name || !url)
+                return name;
+        p = strstr(url, "/.well-known/hyperty/");
+        if (!p)
+                return NULL;
+        p += strlen("/.well-known/hyperty/");
+        return descriptor_name_is_valid(p) ? p : NULL;
+}
+
 static int handle_execute(runtime *rt, const rt_message *m) {
         const char *attribute = rt_message_get_attribute(m);
         _cleanup_free_ char *address = NULL, *error = NULL;
@@ -681,10 +698,11 @@ static int handle_execute(runtime *rt, const rt_message *m) {
         int r;
 
         if (streq_ptr(attribute, "loadHyperty")) {
-                const char *name = json_string_value(json_object_get(value, "name"));
+                const char *name = hyperty_name_of(value);
 
                 if (!name)
-                        return reply(rt, m, 400, "body.value.name: expected the hyperty's component name", NULL);
+                        return reply(rt, m, 400, "body.value: expected {\"name\": N} or {\"descriptor\": "
+                                                 "\"<catalogue>/.well-known/hyperty/<N>\"}", NULL);
                 r = runtime_load_hyperty(rt, name, &address, &error);
         } else if (streq_ptr(attribute, "loadProtoStub"))
                 r = runtime_load_protostub(rt, value, &address, &error);
@@ -1229,14 +1247,15 @@ static int ctl_loaded(control_request *req, int r, char *address, const char *er
 }
 
 static int on_ctl_load_hyperty(control_request *req, json_t **ret_result, void *userdata) {
-        const char *name = json_string_value(json_object_get(control_request_get_args(req), "name"));
+        const char *name = hyperty_name_of(control_request_get_args(req));
         _cleanup_free_ char *address = NULL, *error = NULL;
         int r;
 
         if (control_request_get_peer_uid(req) != 0)
                 return control_request_set_error(req, 403, "only root may load components");
         if (!name)
-                return control_request_set_error(req, 400, "args.name: expected the hyperty's component name");
+                return control_request_set_error(req, 400, "args: expected {\"name\": N} or {\"descriptor\": "
+                                                           "\"<catalogue>/.well-known/hyperty/<N>\"}");
         r = runtime_load_hyperty(userdata, name, &address, &error);
         return ctl_loaded(req, r, address, error, ret_result);
 }

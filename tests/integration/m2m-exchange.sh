@@ -161,6 +161,8 @@ t_check "load-protostub for the peer answers the running stub's address" \
 	test "$(m2m_ctl b load-protostub "https://$(m2m_dev_ip a):8444")" = "$(instance_of b p2p)"
 t_check "load-protostub for another domain is refused" bash -c \
 	"! $M_CTL --socket=$M_TMP/b/agent.sock load-protostub other.example 2>$M_TMP/err && grep -q 'own domain' $M_TMP/err"
+t_check "load-hyperty by the descriptor's Catalogue URL answers the running hyperty" \
+	test "$(m2m_ctl a load-hyperty "$M_URL/.well-known/hyperty/context-producer")" = "$PRODUCER"
 t_check "load-hyperty of something not installed is 404" bash -c \
 	"! $M_CTL --socket=$M_TMP/b/agent.sock load-hyperty nothing-here 2>$M_TMP/err && grep -q 'not installed' $M_TMP/err"
 
