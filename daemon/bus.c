@@ -886,6 +886,19 @@ static int bus_on_listen(sd_event_source *s, int fd, uint32_t revents, void *use
                 log_notice("Refusing a bus connection: %u connections already.", b->n_clients);
                 return 0;
         }
+        {
+                /* Connections that have not said hello yet have a share of
+                 * their own: one component reconnecting in a loop cannot
+                 * take the slots of the others. */
+                unsigned waiting = 0;
+
+                for (bus_client *c = b->clients; c; c = c->next)
+                        waiting += !c->instance;
+                if (waiting >= BUS_HELLO_PENDING_MAX) {
+                        log_debug("Refusing a bus connection: %u wait for their hello already.", waiting);
+                        return 0;
+                }
+        }
         r = client_new(b, TAKE_FD(cfd));
         if (r < 0)
                 log_warning_errno(r, "Failed to set up a bus connection: %m");

@@ -25,6 +25,8 @@
 #define BUS_CLIENTS_MAX 256
 #define BUS_OUTPUT_MAX (1024U * 1024U)
 #define BUS_HELLO_TIMEOUT_USEC (5ULL * 1000000ULL)
+/* Connections that have not said hello yet, at once. */
+#define BUS_HELLO_PENDING_MAX 32U
 /* Addresses in one message's `to`. */
 #define BUS_RECIPIENTS_MAX 16
 

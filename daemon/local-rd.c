@@ -593,8 +593,12 @@ int local_rd_new(sd_event *e, const local_rd_options *o, local_rd **ret) {
                 return -ENOMEM;
 
         h2_server_config_init(&config);
-        /* A SenML pack is all a request ever carries. */
+        /* A SenML pack is all a request ever carries. Bodies are read
+         * before the token is checked, so what strangers can make the
+         * device hold is bounded by connections x streams x body. */
         config.max_request_body = SENML_MAX_SIZE;
+        config.max_connections = LOCAL_RD_MAX_CONNECTIONS;
+        config.max_concurrent_streams = LOCAL_RD_MAX_STREAMS_PER_CONNECTION;
         r = h2_server_new(e, &config, tls, &rd->server);
         if (r < 0)
                 return r;

@@ -30,6 +30,10 @@
 /* Subscription streams at once, in all and per token subject (503 past). */
 #define LOCAL_RD_MAX_STREAMS 512u
 #define LOCAL_RD_MAX_STREAMS_PER_SUBJECT 32u
+/* Peers' connections at once, and streams on one (subscriptions plus a
+ * few reads and updates). */
+#define LOCAL_RD_MAX_CONNECTIONS 64u
+#define LOCAL_RD_MAX_STREAMS_PER_CONNECTION 48u
 
 typedef struct local_rd local_rd;
 

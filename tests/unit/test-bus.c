@@ -1161,6 +1161,27 @@ static void test_limits_and_args(void) {
         CU_ASSERT_PTR_NOT_NULL_FATAL(three);
         CU_ASSERT_TRUE(tc_wait_eof(three));
         CU_ASSERT_EQUAL(bus_get_n_clients(server), 2u);
+
+        /* Without hello, at most BUS_HELLO_PENDING_MAX connections, whatever
+         * room is left in all. */
+        bus_set_limits(server, BUS_HELLO_PENDING_MAX + 10, 0, 0);
+        {
+                tclient *waiting[BUS_HELLO_PENDING_MAX];
+                _cleanup_tc_ tclient *extra = NULL;
+                uint64_t deadline = now_usec() + WAIT_USEC;
+
+                for (size_t k = 2; k < BUS_HELLO_PENDING_MAX; k++)
+                        waiting[k] = tc_connect();
+                while (bus_get_n_clients(server) < BUS_HELLO_PENDING_MAX && now_usec() < deadline)
+                        (void) sd_event_run(event, 10000);
+                CU_ASSERT_EQUAL(bus_get_n_clients(server), BUS_HELLO_PENDING_MAX);
+                extra = tc_connect();
+                CU_ASSERT_PTR_NOT_NULL_FATAL(extra);
+                CU_ASSERT_TRUE(tc_wait_eof(extra));
+                CU_ASSERT_EQUAL(bus_get_n_clients(server), BUS_HELLO_PENDING_MAX);
+                for (size_t k = 2; k < BUS_HELLO_PENDING_MAX; k++)
+                        tc_free(waiting[k]);
+        }
         stop();
 }
 
