@@ -52,7 +52,6 @@ typedef struct consumer {
         hyperty *hyperty;
         sd_event_source *retry_timer;
         sd_event_source *stale_timer;
-        sd_event_source *sigterm, *sigint;
 
         char *resource_name;
         path_mode mode;
@@ -85,8 +84,6 @@ static consumer *consumer_free(consumer *c) {
                 return NULL;
         sd_event_source_disable_unref(c->retry_timer);
         sd_event_source_disable_unref(c->stale_timer);
-        sd_event_source_disable_unref(c->sigterm);
-        sd_event_source_disable_unref(c->sigint);
         hyperty_free(c->hyperty);
         sd_event_unref(c->event);
         free(c->resource_name);
@@ -586,16 +583,8 @@ static void on_state(hyperty *h, bool connected, void *userdata) {
         discover(c);
 }
 
-static int on_stop(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
-        consumer *c = userdata;
-
-        log_info("Stopping after %" PRIu64 " values.", c->n_values);
-        return sd_event_exit(c->event, 0);
-}
-
 int main(int argc, char *argv[]) {
         _cleanup_(consumer_freep) consumer *c = NULL;
-        sigset_t mask;
         int r;
 
         log_open();
@@ -613,19 +602,9 @@ int main(int argc, char *argv[]) {
         if (r < 0)
                 return EXIT_FAILURE;
 
-        r = sd_event_default(&c->event);
+        r = hyperty_event_new(&c->event);
         if (r < 0)
-                return log_error_errno(r, "Failed to create the event loop: %m"), EXIT_FAILURE;
-        sigemptyset(&mask);
-        sigaddset(&mask, SIGTERM);
-        sigaddset(&mask, SIGINT);
-        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
-                return log_error_errno(errno, "Failed to block signals: %m"), EXIT_FAILURE;
-        r = sd_event_add_signal(c->event, &c->sigterm, SIGTERM, on_stop, c);
-        if (r >= 0)
-                r = sd_event_add_signal(c->event, &c->sigint, SIGINT, on_stop, c);
-        if (r < 0)
-                return log_error_errno(r, "Failed to install signal handlers: %m"), EXIT_FAILURE;
+                return log_error_errno(r, "Failed to set up the event loop: %m"), EXIT_FAILURE;
 
         r = hyperty_new(c->event, NULL, &c->hyperty);
         if (r < 0)
@@ -640,5 +619,6 @@ int main(int argc, char *argv[]) {
         r = sd_event_loop(c->event);
         if (r < 0)
                 return log_error_errno(r, "Event loop failed: %m"), EXIT_FAILURE;
+        log_info("Stopping after %" PRIu64 " values.", c->n_values);
         return EXIT_SUCCESS;
 }

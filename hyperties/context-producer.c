@@ -44,7 +44,6 @@ typedef struct producer {
         sd_event *event;
         hyperty *hyperty;
         sd_event_source *timer;
-        sd_event_source *sigterm, *sigint;
 
         unsigned interval_sec;
         source_kind source;
@@ -61,8 +60,6 @@ static producer *producer_free(producer *p) {
         if (!p)
                 return NULL;
         sd_event_source_disable_unref(p->timer);
-        sd_event_source_disable_unref(p->sigterm);
-        sd_event_source_disable_unref(p->sigint);
         hyperty_free(p->hyperty);
         sd_event_unref(p->event);
         free(p->thermal_dir);
@@ -430,16 +427,8 @@ static void on_connectivity(hyperty *h, const char *state, void *userdata) {
         log_info("Connectivity: %s.", state);
 }
 
-static int on_stop(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
-        producer *p = userdata;
-
-        log_info("Stopping after %" PRIu64 " values.", p->n_published);
-        return sd_event_exit(p->event, 0);
-}
-
 int main(int argc, char *argv[]) {
         _cleanup_(producer_freep) producer *p = NULL;
-        sigset_t mask;
         int r;
 
         log_open();
@@ -460,19 +449,9 @@ int main(int argc, char *argv[]) {
         if (r < 0)
                 return EXIT_FAILURE;
 
-        r = sd_event_default(&p->event);
+        r = hyperty_event_new(&p->event);
         if (r < 0)
-                return log_error_errno(r, "Failed to create the event loop: %m"), EXIT_FAILURE;
-        sigemptyset(&mask);
-        sigaddset(&mask, SIGTERM);
-        sigaddset(&mask, SIGINT);
-        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
-                return log_error_errno(errno, "Failed to block signals: %m"), EXIT_FAILURE;
-        r = sd_event_add_signal(p->event, &p->sigterm, SIGTERM, on_stop, p);
-        if (r >= 0)
-                r = sd_event_add_signal(p->event, &p->sigint, SIGINT, on_stop, p);
-        if (r < 0)
-                return log_error_errno(r, "Failed to install signal handlers: %m"), EXIT_FAILURE;
+                return log_error_errno(r, "Failed to set up the event loop: %m"), EXIT_FAILURE;
 
         r = hyperty_new(p->event, NULL, &p->hyperty);
         if (r < 0)
@@ -488,5 +467,6 @@ int main(int argc, char *argv[]) {
         r = sd_event_loop(p->event);
         if (r < 0)
                 return log_error_errno(r, "Event loop failed: %m"), EXIT_FAILURE;
+        log_info("Stopping after %" PRIu64 " values.", p->n_published);
         return EXIT_SUCCESS;
 }

@@ -748,9 +748,9 @@ int main(int argc, char *argv[]) {
         int r;
 
         log_open();
-        r = stub_event_new(&e);
+        r = hyperty_event_new(&e);
         if (r < 0)
-                return EXIT_FAILURE;
+                return log_error_errno(r, "Failed to set up the event loop: %m"), EXIT_FAILURE;
         r = stub_new(e, &s);
         if (r < 0)
                 return EXIT_FAILURE;

@@ -252,32 +252,6 @@ static inline void stub_fput_pct(FILE *f, const char *s) {
         }
 }
 
-static inline int stub_on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
-        return sd_event_exit(sd_event_source_get_event(s), 0);
-}
-
-static inline int stub_event_new(sd_event **ret) {
-        sigset_t mask;
-        sd_event *e = NULL;
-        int r;
-
-        sigemptyset(&mask);
-        sigaddset(&mask, SIGTERM);
-        sigaddset(&mask, SIGINT);
-        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
-                return log_error_errno(errno, "Failed to block signals: %m");
-        r = sd_event_default(&e);
-        if (r < 0)
-                return log_error_errno(r, "Failed to create the event loop: %m");
-        if (sd_event_add_signal(e, NULL, SIGTERM, stub_on_signal, NULL) < 0 ||
-            sd_event_add_signal(e, NULL, SIGINT, stub_on_signal, NULL) < 0) {
-                sd_event_unref(e);
-                return log_error_errno(EIO, "Failed to watch SIGTERM/SIGINT.");
-        }
-        *ret = e;
-        return 0;
-}
-
 /* A response from the address the request went to (a protostub may speak
  * for addresses outside the device), or only logged when the request was
  * itself a response (never answered). */

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1020,6 +1021,34 @@ char *hyperty_resource_address(const hyperty *h, const char *name) {
                 return NULL;
         }
         return s;
+}
+
+static int on_stop_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        return sd_event_exit(sd_event_source_get_event(s), 0);
+}
+
+int hyperty_event_new(sd_event **ret) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        sigset_t mask;
+        int r;
+
+        if (!ret)
+                return -EINVAL;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+                return negative_errno();
+        r = sd_event_default(&e);
+        if (r < 0)
+                return r;
+        r = sd_event_add_signal(e, NULL, SIGTERM, on_stop_signal, NULL);
+        if (r >= 0)
+                r = sd_event_add_signal(e, NULL, SIGINT, on_stop_signal, NULL);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(e);
+        return 0;
 }
 
 int hyperty_register(hyperty *h, json_t *registration, hyperty_response_handler_t handler, void *userdata) {

@@ -61,6 +61,11 @@ typedef void (*hyperty_connectivity_handler_t)(hyperty *h, const char *state, vo
  * (false; the SDK reconnects by itself). */
 typedef void (*hyperty_state_handler_t)(hyperty *h, bool connected, void *userdata);
 
+/* The default event loop of a component's main(), which ends (the loop
+ * returns 0) on SIGTERM, as systemd and the fork/exec launcher stop
+ * components, and on SIGINT. Blocks both signals for signalfd. */
+int hyperty_event_new(sd_event **ret);
+
 /* options may be NULL (all from the environment). -EINVAL with a missing
  * or invalid variable, named at debug level. */
 int hyperty_new(sd_event *e, const hyperty_options *options, hyperty **ret);

@@ -59,7 +59,7 @@ int main(int argc, char *argv[]) {
         script = json_object_get(config, "script");
         if (r < 0 || !json_is_array(script))
                 return log_error("probe: configuration needs a script"), EXIT_FAILURE;
-        if (sd_event_default(&e) < 0 || hyperty_new(e, NULL, &h) < 0)
+        if (hyperty_event_new(&e) < 0 || hyperty_new(e, NULL, &h) < 0)
                 return EXIT_FAILURE;
         hyperty_set_state_handler(h, on_state, NULL);
         if (hyperty_connect(h) < 0)

@@ -211,7 +211,7 @@ int main(int argc, char *argv[]) {
         if (B.count == 0)
                 B.count = 1000;
         B.latencies = calloc(B.count, sizeof(double));
-        if (!B.latencies || sd_event_default(&B.event) < 0 || hyperty_new(B.event, NULL, &B.h) < 0)
+        if (!B.latencies || hyperty_event_new(&B.event) < 0 || hyperty_new(B.event, NULL, &B.h) < 0)
                 return EXIT_FAILURE;
         hyperty_set_state_handler(B.h, on_state, NULL);
         hyperty_set_message_handler(B.h, on_message, NULL);

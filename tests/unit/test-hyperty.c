@@ -3,6 +3,8 @@
  * runtime byte for byte, so every assertion is on what really went over
  * the wire; the last tests run it against the agent's own bus server. */
 #include <errno.h>
+#include <unistd.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1092,6 +1094,17 @@ static void test_real_dropped_and_back(void) {
         real_teardown();
 }
 
+/* The component's loop ends cleanly on SIGTERM (how it is stopped). */
+static void test_event_loop_stops_on_sigterm(void) {
+        sd_event *e = NULL;
+
+        CU_ASSERT_EQUAL_FATAL(hyperty_event_new(&e), 0);
+        CU_ASSERT_EQUAL(kill(getpid(), SIGTERM), 0);
+        CU_ASSERT_EQUAL(sd_event_loop(e), 0);
+        sd_event_unref(e);
+        CU_ASSERT_EQUAL(hyperty_event_new(NULL), -EINVAL);
+}
+
 static CU_TestInfo tests[] = {
         { "environment", test_env },
         { "hello", test_hello },
@@ -1112,6 +1125,7 @@ static CU_TestInfo tests[] = {
         { "real bus: no route answers at once", test_real_no_route },
         { "real bus: connectivity broadcast", test_real_connectivity },
         { "real bus: dropped, back, bus gone", test_real_dropped_and_back },
+        { "the event loop stops on SIGTERM", test_event_loop_stops_on_sigterm },
         CU_TEST_INFO_NULL,
 };
 
