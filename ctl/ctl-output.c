@@ -292,3 +292,23 @@ int table_print(const table *t, FILE *f) {
         }
         return ferror(f) ? -EIO : 0;
 }
+
+char *sanitized(const char *s) {
+        char *t = strdup(s ?: "-");
+
+        if (!t)
+                return NULL;
+        for (char *q = t; *q; q++)
+                if ((unsigned char) *q < 0x20 || *q == 0x7f)
+                        *q = ' ';
+        return t;
+}
+
+table *table_new_with_header(const char *const *headers, size_t n_columns) {
+        table *t = table_new(n_columns);
+
+        for (size_t i = 0; t && i < n_columns; i++)
+                if (table_add_cell(t, headers[i], NULL) < 0)
+                        t = table_free(t);
+        return t;
+}

@@ -44,9 +44,16 @@ const char *state_color(const char *state);
 const char *good_color(bool good);
 const char *color_reset(void);
 
+/* A copy of s ("-" for NULL) in which control characters are blanks, so
+ * text from the agent or the domain cannot drive the terminal. To be
+ * freed; NULL without memory. */
+char *sanitized(const char *s);
+
 typedef struct table table;
 
 table *table_new(size_t n_columns);
+/* A table whose first row is headers[0..n_columns). NULL without memory. */
+table *table_new_with_header(const char *const *headers, size_t n_columns);
 table *table_free(table *t);
 DEFINE_TRIVIAL_CLEANUP_FUNC(table *, table_free);
 #define _cleanup_table_ _cleanup_(table_freep)

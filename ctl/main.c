@@ -326,11 +326,9 @@ static int verb_qos(int argc, char **argv) {
                 return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAILED;
         }
 
-        t = table_new(ELEMENTSOF(headers));
+        t = table_new_with_header(headers, ELEMENTSOF(headers));
         if (!t)
                 return EXIT_FAILED;
-        for (i = 0; i < ELEMENTSOF(headers) && r == 0; i++)
-                r = table_add_cell(t, headers[i], NULL);
         json_array_foreach(interfaces, i, l)
                 if (r == 0 && json_is_object(l))
                         r = add_interface_row(t, l, now);

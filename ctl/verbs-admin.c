@@ -39,17 +39,6 @@ static char *mfree_str(char *p) {
         return NULL;
 }
 
-static char *sanitized(const char *s) {
-        char *t = strdup(s ?: "-");
-
-        if (!t)
-                return NULL;
-        for (char *q = t; *q; q++)
-                if ((unsigned char) *q < 0x20 || *q == 0x7f)
-                        *q = ' ';
-        return t;
-}
-
 /* Connects to the domain of --domain=/$RETHINK_DOMAIN_URL; reports any
  * failure itself. */
 int open_domain(domain_client **ret) {
@@ -285,11 +274,9 @@ static int print_components(json_t *list) {
                 printf("\nNo components.\n");
                 return EXIT_OK;
         }
-        t = table_new(ELEMENTSOF(headers));
+        t = table_new_with_header(headers, ELEMENTSOF(headers));
         if (!t)
                 return EXIT_FAILED;
-        for (i = 0; i < ELEMENTSOF(headers) && r == 0; i++)
-                r = table_add_cell(t, headers[i], NULL);
         json_array_foreach(list, i, c) {
                 _cleanup_free_ char *name = sanitized(jstr(c, "name")), *type = sanitized(jstr(c, "type")),
                                     *version = sanitized(jstr(c, "version")), *state = sanitized(jstr(c, "state")),
@@ -327,11 +314,9 @@ static int print_recent_orders(json_t *list) {
                 printf("\nNo orders.\n");
                 return EXIT_OK;
         }
-        t = table_new(ELEMENTSOF(headers));
+        t = table_new_with_header(headers, ELEMENTSOF(headers));
         if (!t)
                 return EXIT_FAILED;
-        for (i = 0; i < ELEMENTSOF(headers) && r == 0; i++)
-                r = table_add_cell(t, headers[i], NULL);
         json_array_foreach(list, i, o) {
                 _cleanup_free_ char *comp = sanitized(jstr(o, "component")), *act = sanitized(jstr(o, "order")),
                                     *st = sanitized(jstr(o, "status")), *upd = sanitized(jstr(o, "updatedAt")),
@@ -435,11 +420,9 @@ static int list_devices(domain_client *c) {
                 printf("No devices.\n");
                 return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAILED;
         }
-        t = table_new(ELEMENTSOF(headers));
+        t = table_new_with_header(headers, ELEMENTSOF(headers));
         if (!t)
                 return EXIT_FAILED;
-        for (i = 0; i < ELEMENTSOF(headers) && r == 0; i++)
-                r = table_add_cell(t, headers[i], NULL);
         json_array_foreach(list, i, d) {
                 _cleanup_free_ char *ep = sanitized(jstr(d, "endpoint")), *st = sanitized(jstr(d, "state")),
                                     *ex = sanitized(jstr(d, "expiresAt")), *arch = sanitized(jstr(d, "arch")),
@@ -500,15 +483,13 @@ int verb_devices(int argc, char **argv) {
 
 static int print_orders(json_t *orders) {
         static const char *const headers[] = { "ORDER", "COMPONENT", "ACTION", "STATUS" };
-        _cleanup_table_ table *t = table_new(ELEMENTSOF(headers));
+        _cleanup_table_ table *t = table_new_with_header(headers, ELEMENTSOF(headers));
         json_t *o;
         size_t i;
         int r = 0;
 
         if (!t)
                 return EXIT_FAILED;
-        for (i = 0; i < ELEMENTSOF(headers) && r == 0; i++)
-                r = table_add_cell(t, headers[i], NULL);
         json_array_foreach(orders, i, o) {
                 _cleanup_free_ char *comp = sanitized(jstr(o, "component")), *act = sanitized(jstr(o, "order")),
                                     *st = sanitized(jstr(o, "status"));
@@ -839,11 +820,9 @@ int verb_discover(int argc, char **argv) {
                 print_next(next);
                 return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAILED;
         }
-        t = table_new(ELEMENTSOF(headers));
+        t = table_new_with_header(headers, ELEMENTSOF(headers));
         if (!t)
                 return EXIT_FAILED;
-        for (i = 0; i < ELEMENTSOF(headers) && r == 0; i++)
-                r = table_add_cell(t, headers[i], NULL);
         json_array_foreach(list, i, e) {
                 json_t *loc = json_object_get(e, "location");
                 _cleanup_free_ char *url = sanitized(jstr(e, "url")), *st = sanitized(jstr(e, "status")),
@@ -953,11 +932,9 @@ int verb_resources(int argc, char **argv) {
                 print_next(next);
                 return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAILED;
         }
-        t = table_new(ELEMENTSOF(headers));
+        t = table_new_with_header(headers, ELEMENTSOF(headers));
         if (!t)
                 return EXIT_FAILED;
-        for (i = 0; i < ELEMENTSOF(headers) && r == 0; i++)
-                r = table_add_cell(t, headers[i], NULL);
         json_array_foreach(list, i, e) {
                 _cleanup_free_ char *res = sanitized(jstr(e, "resource")), *rep = sanitized(jstr(e, "reporter")),
                                     *value = senml_text(json_object_get(e, "value")), *value_s = NULL;

@@ -14,19 +14,6 @@
 
 #define DESCRIPTOR_MAX (1024U * 1024U)
 
-/* Text from the agent may not drive the terminal: control characters are
- * shown as blanks. */
-static char *sanitized(const char *s) {
-        char *t = strdup(s ?: "-");
-
-        if (!t)
-                return NULL;
-        for (char *q = t; *q; q++)
-                if ((unsigned char) *q < 0x20 || *q == 0x7f)
-                        *q = ' ';
-        return t;
-}
-
 static const char *component_state_color(const char *state) {
         if (!state)
                 return NULL;
@@ -114,11 +101,9 @@ int verb_components(int argc, char **argv) {
                 return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAILED;
         }
 
-        t = table_new(ELEMENTSOF(headers));
+        t = table_new_with_header(headers, ELEMENTSOF(headers));
         if (!t)
                 return EXIT_FAILED;
-        for (i = 0; i < ELEMENTSOF(headers) && r == 0; i++)
-                r = table_add_cell(t, headers[i], NULL);
         json_array_foreach(list, i, c)
                 if (r == 0 && json_is_object(c))
                         r = add_component_row(t, c);

@@ -66,11 +66,9 @@ int verb_instances(int argc, char **argv) {
                 printf("No component instances.\n");
                 return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAILED;
         }
-        t = table_new(ELEMENTSOF(headers));
+        t = table_new_with_header(headers, ELEMENTSOF(headers));
         if (!t)
                 return EXIT_FAILED;
-        for (i = 0; i < ELEMENTSOF(headers) && r == 0; i++)
-                r = table_add_cell(t, headers[i], NULL);
         json_array_foreach(list, i, i_json) {
                 char resources[16];
                 int connected = jbool(i_json, "connected");

@@ -30,17 +30,6 @@ static bool user_name_is_valid(const char *s) {
         return true;
 }
 
-static char *sanitized(const char *s) {
-        char *t = strdup(s ?: "-");
-
-        if (!t)
-                return NULL;
-        for (char *q = t; *q; q++)
-                if ((unsigned char) *q < 0x20 || *q == 0x7f)
-                        *q = ' ';
-        return t;
-}
-
 static void strip_newline(char *s) {
         size_t n = strlen(s);
 
@@ -156,15 +145,13 @@ static void drop_password(json_t *args) {
 
 static int print_users(json_t *users) {
         static const char *const headers[] = { "USER", "ADDRESS", "LOGGED IN", "EXPIRES", "TOKEN" };
-        _cleanup_table_ table *t = table_new(ELEMENTSOF(headers));
+        _cleanup_table_ table *t = table_new_with_header(headers, ELEMENTSOF(headers));
         json_t *x;
         size_t i;
         int r = 0;
 
         if (!t)
                 return EXIT_FAILED;
-        for (i = 0; i < ELEMENTSOF(headers) && r == 0; i++)
-                r = table_add_cell(t, headers[i], NULL);
         json_array_foreach(users, i, x) {
                 _cleanup_free_ char *name = sanitized(jstr(x, "name")), *address = sanitized(jstr(x, "address"));
                 char login[64], expires[64];
@@ -256,15 +243,13 @@ int verb_user(int argc, char **argv) {
 
 static int print_domain_users(json_t *users) {
         static const char *const headers[] = { "USER", "ADDRESS", "CREATED", "LAST LOGIN" };
-        _cleanup_table_ table *t = table_new(ELEMENTSOF(headers));
+        _cleanup_table_ table *t = table_new_with_header(headers, ELEMENTSOF(headers));
         json_t *x;
         size_t i;
         int r = 0;
 
         if (!t)
                 return EXIT_FAILED;
-        for (i = 0; i < ELEMENTSOF(headers) && r == 0; i++)
-                r = table_add_cell(t, headers[i], NULL);
         json_array_foreach(users, i, x) {
                 _cleanup_free_ char *name = sanitized(jstr(x, "name")), *address = sanitized(jstr(x, "address"));
                 char created[64], last[64];

@@ -141,6 +141,23 @@ static void test_table(void) {
         CU_ASSERT_PTR_NULL(table_free(NULL));
 }
 
+static void test_header_and_sanitized(void) {
+        static const char *const headers[] = { "A", "B" };
+        _cleanup_table_ table *t = table_new_with_header(headers, ELEMENTSOF(headers));
+        _cleanup_free_ char *s = NULL, *clean = sanitized("x\x1b[2Jy\n"), *dash = sanitized(NULL);
+
+        CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+        colors_force(0);
+        CU_ASSERT_EQUAL(table_add_cell(t, "1", NULL), 0);
+        CU_ASSERT_EQUAL(table_add_cell(t, "2", NULL), 0);
+        s = render(t);
+        CU_ASSERT_STRING_EQUAL(s, "A  B\n1  2\n");
+        colors_force(-1);
+        CU_ASSERT_STRING_EQUAL(clean, "x [2Jy ");
+        CU_ASSERT_STRING_EQUAL(dash, "-");
+        CU_ASSERT_PTR_NULL(table_new_with_header(headers, 0));
+}
+
 static CU_TestInfo tests[] = {
         { "timespan", test_timespan },
         { "relative time", test_relative },
@@ -149,6 +166,7 @@ static CU_TestInfo tests[] = {
         { "bytes and per mille", test_bytes_and_per_mille },
         { "colours", test_colors },
         { "table", test_table },
+        { "table with a header, sanitized text", test_header_and_sanitized },
         CU_TEST_INFO_NULL,
 };
 
