@@ -1268,13 +1268,11 @@ static void instance_kill(launch_instance *i, bool graceful) {
         }
 }
 
-launch_instance *launch_instance_free(launch_instance *i) {
-        if (!i)
-                return NULL;
-        if (i->launcher) {
-                instance_kill(i, false);
-                remove_credentials(i);
-        }
+/* Kills what runs (gracefully or not), and cuts the instance loose from
+ * the launcher, its event sources and D-Bus calls. */
+static void instance_detach(launch_instance *i, bool graceful) {
+        instance_kill(i, graceful);
+        remove_credentials(i);
         instance_unlink(i);
         i->child = sd_event_source_disable_unref(i->child);
         i->kill_timer = sd_event_source_disable_unref(i->kill_timer);
@@ -1282,6 +1280,14 @@ launch_instance *launch_instance_free(launch_instance *i) {
         i->props_slot = sd_bus_slot_unref(i->props_slot);
         i->call_slot = sd_bus_slot_unref(i->call_slot);
         i->query_slot = sd_bus_slot_unref(i->query_slot);
+        i->launcher = NULL;
+}
+
+launch_instance *launch_instance_free(launch_instance *i) {
+        if (!i)
+                return NULL;
+        if (i->launcher)
+                instance_detach(i, false);
         backoff_free(i->backoff);
         spec_store_done(&i->spec);
         free(i->exits);
@@ -1487,16 +1493,7 @@ launcher *launcher_free(launcher *l) {
         while (l->instances) {
                 launch_instance *i = l->instances;
 
-                instance_kill(i, true);
-                remove_credentials(i);
-                instance_unlink(i);
-                i->child = sd_event_source_disable_unref(i->child);
-                i->kill_timer = sd_event_source_disable_unref(i->kill_timer);
-                i->restart_timer = sd_event_source_disable_unref(i->restart_timer);
-                i->props_slot = sd_bus_slot_unref(i->props_slot);
-                i->call_slot = sd_bus_slot_unref(i->call_slot);
-                i->query_slot = sd_bus_slot_unref(i->query_slot);
-                i->launcher = NULL;
+                instance_detach(i, true);
         }
         while (l->leftovers) {
                 leftover *f = l->leftovers;
